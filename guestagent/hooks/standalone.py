@@ -1,0 +1,56 @@
+"""Run a built-in hook the heat-config way, so images driven by the old agent can use it.
+
+Deployment JSON on stdin, response JSON on stdout, working and outputs
+directories from `HEAT_<TOOL>_WORKING` / `HEAT_<TOOL>_OUTPUTS`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from guestagent.deployments import parse_one
+from guestagent.errors import GuestAgentError
+from guestagent.hooks.base import HookContext, HookResult
+from guestagent.state import ensure_dir
+
+
+def context_for(tool: str) -> HookContext:
+    """The context the old hooks used, with their environment overrides."""
+    var = "HEAT_" + tool.upper().replace("-", "_")
+    work = Path(os.environ.get(f"{var}_WORKING", f"/var/lib/heat-config/heat-config-{tool}"))
+    outputs = Path(os.environ.get(f"{var}_OUTPUTS", f"/var/run/heat-config/heat-config-{tool}"))
+    ensure_dir(work)
+    capture = Path(tempfile.mkdtemp(prefix=".capture-", dir=work))
+    return HookContext(work_dir=work, outputs_dir=outputs, capture_dir=capture)
+
+
+def run_standalone(hook, tool: str) -> int:
+    """Read a deployment on stdin, run `hook`, print its response; exit 0 once it replied."""
+    try:
+        data = json.load(sys.stdin)
+    except ValueError as exc:
+        result = HookResult.failure(f"stdin is not a JSON deployment: {exc}")
+    else:
+        dep = parse_one(data)
+        if dep.problem:
+            result = HookResult.failure(str(dep.problem))
+        else:
+            ctx = context_for(tool)
+            try:
+                result = hook.run(dep, ctx)
+            except GuestAgentError as exc:
+                result = HookResult.failure(f"deployment {dep.label}: {exc}")
+            finally:
+                for name in ("stdout", "stderr"):
+                    try:
+                        os.unlink(ctx.capture_dir / name)
+                    except FileNotFoundError:
+                        pass
+                os.rmdir(ctx.capture_dir)
+    json.dump(result.response(), sys.stdout)
+    sys.stdout.write("\n")
+    return 0

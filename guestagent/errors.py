@@ -52,3 +52,11 @@ class SignalFailed(GuestAgentError):
 
 class StateError(GuestAgentError):
     """The state directory cannot be read or written (permissions, full disk)."""
+
+
+class KeystoneError(SourceUnavailable):
+    """Login or catalog lookup failed; `transient` is False when credentials were refused."""
+
+    def __init__(self, reason: str, transient: bool = True):
+        super().__init__("keystone", reason)
+        self.transient = transient

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs: Debian packages, then a virtualenv (.venv) holding
+# guestagent and the Python test tools. Idempotent; run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages, one group per part of the project.
+APT_PACKAGES=(
+  # spine: venv support, process tools used by tests
+  python3-venv procps iproute2 util-linux
+  # sources (config drive, ec2):
+  # hooks (puppet, docker):
+  # image (systemd, dbus, diskimage):
+)
+
+# Python packages beyond guestagent's own dependencies, one group per part.
+PIP_PACKAGES=(
+  # spine
+  "pytest>=7" "hypothesis>=6"
+  # sources:
+  # hooks:
+  # image:
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e . "${PIP_PACKAGES[@]}"

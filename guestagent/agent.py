@@ -149,7 +149,14 @@ class Agent:
         for dep in plan.to_run:
             if self.stop_event.is_set():
                 break
-            self.execute(dep, result)
+            try:
+                self.execute(dep, result)
+            except StateError:
+                raise  # the disk, not the deployment: nothing further can be recorded
+            except Exception:  # one deployment's bug must not stop the others
+                log.exception("deployment %s: unexpected error; continuing with the others",
+                              dep.label)
+                result.failed.append(dep.key)
 
     def _already_deployed(self, dep_id: str) -> bool:
         if "/" in dep_id or dep_id.startswith("."):
@@ -184,7 +191,8 @@ class Agent:
         result.ran.append(dep.key)
         self.state.save_response(dep.key, outcome.response())
         entry.state, entry.status_code, entry.finished_at = FINISHED, outcome.status_code, self.clock()
-        entry.error = outcome.stderr.strip().splitlines()[-1][:500] if outcome.status_code else None
+        entry.error = _last_line(outcome.stderr, f"exit status {outcome.status_code}") \
+            if outcome.status_code else None
         self.state.record(entry)
         elapsed = (entry.finished_at - entry.started_at) if entry.started_at else 0.0
         if outcome.status_code:
@@ -346,6 +354,11 @@ class Agent:
         self.stop_event.set()
         self.wake.set()
         threading.Thread(target=process.terminate_all, daemon=True).start()
+
+
+def _last_line(text: str, default: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else default
 
 
 def merge(documents: list[dict]) -> dict:

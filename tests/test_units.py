@@ -1,6 +1,7 @@
 """Unit tests of the pure parts: settings precedence, merging, planning, trimming, paths."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,17 @@ def test_old_agent_markers_count_as_done(fakecloud, tmp_path):
                      fakecloud.metadata_url)
     assert proc.returncode == 0
     assert runs.read_text() == "new\n"
+
+
+def test_relative_state_dir(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "guestagent", "--once", "--config", "/dev/null",
+                           "--state-dir", "rel/state", "--deployed-dir", "none", "--collectors",
+                           "local", "--local-path", str(repo / "examples" / "local-data")],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "rel" / "state" / "hooks" / "script" / "work").is_dir()
 
 
 def test_bundled_example_runs(tmp_path):

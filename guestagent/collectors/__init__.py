@@ -12,6 +12,7 @@ REGISTRY = {
     "heat_local": "guestagent.collectors.heat_local",
     "local": "guestagent.collectors.local",
     "request": "guestagent.collectors.request",
+    "heat": "guestagent.collectors.heat",
 }
 
 

@@ -13,6 +13,7 @@ REGISTRY = {
     "local": "guestagent.collectors.local",
     "request": "guestagent.collectors.request",
     "heat": "guestagent.collectors.heat",
+    "cfn": "guestagent.collectors.cfn",
 }
 
 

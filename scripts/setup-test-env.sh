@@ -11,6 +11,8 @@ APT_PACKAGES=(
   # sources (config drive, ec2):
   # hooks (puppet, docker):
   # image (systemd, dbus, diskimage):
+  systemd dbus-daemon python3-dev gcc pkg-config libdbus-1-dev libglib2.0-dev
+  libgirepository1.0-dev libcairo2-dev gobject-introspection debootstrap sudo docker.io
 )
 
 # Python packages beyond guestagent's own dependencies, one group per part.
@@ -20,6 +22,7 @@ PIP_PACKAGES=(
   # sources:
   # hooks:
   # image:
+  "dbus-python>=1.2" "PyGObject<3.51" "python-dbusmock>=0.30" "diskimage-builder>=3.30"
 )
 
 missing=()

@@ -125,6 +125,8 @@ class Agent:
             settings = self.loaded.settings(merged)
         self.settings = settings
         digest = hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
+        # Results from an earlier life reach Heat before new hooks (maybe long ones) run.
+        self.flush_outbox(result, force=force_signals)
         if digest != self._merged_hash:
             self._merged_hash = digest
             self.metadata = merged

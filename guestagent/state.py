@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from guestagent import crashpoint
 from guestagent.errors import StateError
 
 DIR_MODE = 0o700
@@ -255,6 +256,7 @@ class StateDir:
         ddir = ensure_dir(self.deployment_dir(entry.key))
         write_json(ddir / "journal.json", dataclasses.asdict(entry))
         self.journal()[entry.key] = entry
+        crashpoint.after(entry.state)
 
     def save_deployment(self, key: str, raw: dict) -> None:
         write_json(ensure_dir(self.deployment_dir(key)) / "deployment.json", raw)

@@ -51,9 +51,10 @@ class Agent:
     """One agent over one state directory. `run_pass` is a whole pass; `run_forever` the daemon."""
 
     def __init__(self, loaded: config.Loaded, *, clock: Callable[[], float] = time.time,
-                 quick_signal_attempts: int = 3):
+                 sleep: Callable[[float], None] = time.sleep, quick_signal_attempts: int = 3):
         self.loaded = loaded
         self.clock = clock
+        self.sleep = sleep  # in-pass retry waits; tests drive it with `clock` (simulated time)
         self.quick_signal_attempts = quick_signal_attempts
         self.settings = loaded.settings()
         self.state = state.StateDir(self.settings.state_dir).ensure()
@@ -128,11 +129,12 @@ class Agent:
         # Results from an earlier life reach Heat before new hooks (maybe long ones) run.
         self.flush_outbox(result, force=force_signals)
         if digest != self._merged_hash:
-            self._merged_hash = digest
             self.metadata = merged
             self.last_change = self.clock()
             result.changed = True
             self._run_deployments(merged, result)
+            # Only now: a pass cut short (disk full) is taken up again by the next one.
+            self._merged_hash = digest
         self.flush_outbox(result, force=force_signals)
         return result
 
@@ -284,7 +286,7 @@ class Agent:
             entry.transport = target.transport
             body = signals.trim(response, where)
             retry.quick(lambda: signals.send(target, body),
-                        attempts=self.quick_signal_attempts if force else 1,
+                        attempts=self.quick_signal_attempts if force else 1, sleep=self.sleep,
                         retry_if=lambda e: isinstance(e, SignalFailed) and e.transient)
         except SignalFailed as exc:
             entry.signal_attempts += 1

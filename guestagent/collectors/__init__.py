@@ -14,6 +14,7 @@ REGISTRY = {
     "request": "guestagent.collectors.request",
     "heat": "guestagent.collectors.heat",
     "cfn": "guestagent.collectors.cfn",
+    "config_drive": "guestagent.collectors.config_drive",
 }
 
 

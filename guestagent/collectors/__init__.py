@@ -15,6 +15,7 @@ REGISTRY = {
     "heat": "guestagent.collectors.heat",
     "cfn": "guestagent.collectors.cfn",
     "config_drive": "guestagent.collectors.config_drive",
+    "ec2": "guestagent.collectors.ec2",
 }
 
 

@@ -93,6 +93,10 @@ def install(root: Path = Path("/"), bin_dir: Path | None = None,
 
 def start() -> int:
     """Reload systemd and start the unit without waiting for its first pass."""
+    if not Path("/run/systemd/system").is_dir():
+        # A chroot or a container: the unit starts on the next boot.
+        print("guestagent install: systemd is not running here; not started now")
+        return 0
     with tempfile.TemporaryDirectory(prefix="guestagent-install-") as tmp:
         for argv in (["systemctl", "daemon-reload"],
                      ["systemctl", "start", "--no-block", UNIT_NAME]):

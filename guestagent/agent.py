@@ -39,6 +39,7 @@ class PassResult:
     failed: list[str] = field(default_factory=list)
     unsignalled: list[str] = field(default_factory=list)
     sources_failed: list[str] = field(default_factory=list)
+    signal_tried: set[str] = field(default_factory=set)
     changed: bool = False
 
     @property
@@ -256,6 +257,8 @@ class Agent:
     def flush_outbox(self, result: PassResult, *, force: bool = False) -> None:
         """Send every finished, unsignalled result whose retry time has come (all when `force`)."""
         for entry in self.state.entries():
+            if entry.key in result.signal_tried:
+                continue  # once per pass: its retry time is in the journal now
             if entry.signal_pending() and (force or entry.next_signal_at <= self.clock()):
                 if self.stop_event.is_set():
                     return
@@ -265,6 +268,7 @@ class Agent:
         return [e for e in self.state.entries() if e.signal_pending()]
 
     def _deliver(self, entry: JournalEntry, result: PassResult, force: bool = False) -> None:
+        result.signal_tried.add(entry.key)
         raw = self.state.load_deployment(entry.key)
         response = self.state.load_response(entry.key)
         if raw is None or response is None:

@@ -184,7 +184,8 @@ class StateDir:
     _lock_fd: int = field(default=-1, repr=False)
 
     def __post_init__(self) -> None:
-        self.root = Path(self.root)
+        # Absolute: hooks run with their own working directory.
+        self.root = Path(self.root).absolute()
 
     # -- layout ---------------------------------------------------------
     def ensure(self) -> "StateDir":

@@ -117,14 +117,15 @@ class FakeCloud:
         handler = type("Handler", (_Handler,), {"cloud": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()
         if self._httpd is not None:
-            self._httpd.shutdown()  # returns within serve_forever's 0.5 s poll
+            self._httpd.shutdown()  # returns within serve_forever's 50 ms poll
             self._httpd.server_close()
 
     @property

@@ -9,6 +9,7 @@ APT_PACKAGES=(
   # spine: venv support, process tools used by tests
   python3-venv procps iproute2 util-linux
   # sources (config drive, ec2):
+  genisoimage mtools dosfstools
   # hooks (puppet, docker):
   # image (systemd, dbus, diskimage):
   systemd dbus-daemon python3-dev gcc pkg-config libdbus-1-dev libglib2.0-dev

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   python3-venv procps iproute2 util-linux
   # sources (config drive, ec2):
   # hooks (puppet, docker):
+  puppet docker.io docker-compose busybox-static
   # image (systemd, dbus, diskimage):
 )
 
@@ -19,6 +20,7 @@ PIP_PACKAGES=(
   "pytest>=7" "hypothesis>=6"
   # sources:
   # hooks:
+  "ansible-core>=2.14" "docker>=6"
   # image:
 )
 

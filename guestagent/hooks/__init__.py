@@ -18,6 +18,7 @@ from guestagent.errors import HookNotFound
 # group -> module exposing HOOK; imported only when a deployment of that group runs.
 BUILTIN = {
     "script": "guestagent.hooks.script",
+    "puppet": "guestagent.hooks.puppet",
 }
 
 DEFAULT_DIRS = ("/usr/libexec/heat-config/hooks", "/var/lib/heat-config/hooks")

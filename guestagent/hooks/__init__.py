@@ -19,6 +19,7 @@ from guestagent.errors import HookNotFound
 BUILTIN = {
     "script": "guestagent.hooks.script",
     "puppet": "guestagent.hooks.puppet",
+    "ansible": "guestagent.hooks.ansible",
 }
 
 DEFAULT_DIRS = ("/usr/libexec/heat-config/hooks", "/var/lib/heat-config/hooks")

@@ -20,6 +20,7 @@ BUILTIN = {
     "script": "guestagent.hooks.script",
     "puppet": "guestagent.hooks.puppet",
     "ansible": "guestagent.hooks.ansible",
+    "docker-compose": "guestagent.hooks.docker_compose",
 }
 
 DEFAULT_DIRS = ("/usr/libexec/heat-config/hooks", "/var/lib/heat-config/hooks")

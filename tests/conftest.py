@@ -1,0 +1,24 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory):
+    """A private Docker engine (own netns and data root) with a local busybox image."""
+    from tests.support.dockerd import Dockerd, missing
+
+    why = missing()
+    if why:
+        pytest.skip(why)
+    engine = Dockerd(tmp_path_factory.mktemp("dockerd"))
+    try:
+        engine.start()
+        engine.import_busybox()
+    except Exception:
+        engine.stop()
+        raise
+    yield engine
+    engine.stop()

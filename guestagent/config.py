@@ -52,7 +52,7 @@ def load(config_file: str | None = None, cli: Mapping[str, Any] | None = None,
     if old_config and Path(old_config).is_file():
         _merge(base, _read_ini(Path(old_config)))
     path = Path(config_file or DEFAULT_CONFIG)
-    if path.is_file():
+    if path.exists():  # /dev/null says "no file" explicitly
         _merge(base, _read_yaml(path))
     elif config_file:
         raise ConfigError(f"config file {config_file} does not exist")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import requests
@@ -11,6 +12,10 @@ DEFAULT_TIMEOUT = (10.0, 60.0)
 USER_AGENT = "guestagent"
 
 _local = threading.local()
+
+# urllib3 logs every request line at DEBUG, query string included: that is where pre-signed
+# URLs (CFN signature, Swift temp_url_sig) carry their secret. Never let it through.
+logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def session() -> requests.Session:

@@ -51,24 +51,36 @@ class KeystoneClient:
         from keystoneauth1.identity import v3
 
         self.creds = creds
+        self._endpoints: dict[tuple[str, str], str] = {}
         auth = v3.Password(auth_url=creds.v3_url, user_id=creds.user_id,
                            password=creds.password, project_id=creds.project_id)
         self._session = ks_session.Session(auth=auth, verify=creds.verify,
                                            session=http.session(), timeout=http.DEFAULT_TIMEOUT[1])
 
     def endpoint(self, service_type: str, interface: str = "public") -> str:
-        """The catalog URL of `service_type` (filtered by region when one is set)."""
+        """The catalog URL of `service_type` (filtered by region when one is set).
+
+        Looked up once per client: endpoints do not move while the credentials stay the same,
+        and asking keystoneauth each time costs extra logins when a token is near expiry.
+        """
         from keystoneauth1 import exceptions as ks_exc
 
+        key = (service_type, interface)
+        if key in self._endpoints:
+            return self._endpoints[key]
         try:
-            url = self._session.get_endpoint(service_type=service_type, interface=interface,
-                                             region_name=self.creds.region_name)
+            access = self._session.auth.get_access(self._session)
+            url = access.service_catalog.url_for(service_type=service_type, interface=interface,
+                                                 region_name=self.creds.region_name)
+        except ks_exc.EndpointNotFound:
+            url = None
         except ks_exc.ClientException as exc:
             raise _login_error(self.creds, exc) from exc
         if not url:
             raise KeystoneError(f"no {interface} {service_type} endpoint in the "
                                 f"catalog (region {self.creds.region_name or 'any'})")
-        return url.rstrip("/")
+        self._endpoints[key] = url.rstrip("/")
+        return self._endpoints[key]
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """An authenticated request; a 401 triggers one re-login and one retry."""

@@ -57,9 +57,20 @@ def safe_component(name: str) -> str:
 
 
 def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
-    """Create `path` (and parents) with `mode`; tighten it if it exists looser."""
+    """Create `path` and any missing parents with `mode`; tighten `path` if it exists looser."""
+    path = Path(path)
     try:
-        path.mkdir(mode=mode, parents=True, exist_ok=True)
+        missing = []
+        probe = path
+        while not probe.exists():
+            missing.append(probe)
+            probe = probe.parent
+        for directory in reversed(missing):
+            try:
+                directory.mkdir(mode=mode)
+            except FileExistsError:
+                pass  # created meanwhile by another process
+            os.chmod(directory, mode)  # mkdir's mode is filtered by the umask
         if path.stat().st_mode & 0o777 != mode:
             os.chmod(path, mode)
     except OSError as exc:
@@ -173,7 +184,8 @@ class StateDir:
     _lock_fd: int = field(default=-1, repr=False)
 
     def __post_init__(self) -> None:
-        self.root = Path(self.root)
+        # Absolute: hooks run with their own working directory.
+        self.root = Path(self.root).absolute()
 
     # -- layout ---------------------------------------------------------
     def ensure(self) -> "StateDir":

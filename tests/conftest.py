@@ -1,8 +1,18 @@
-"""Shared fixtures."""
-
-from __future__ import annotations
+"""Shared fixtures: the fake cloud on loopback, a private Docker engine."""
 
 import pytest
+
+from tests.fakecloud import FakeCloud
+
+
+@pytest.fixture
+def fakecloud():
+    """A started FakeCloud (Keystone, Heat, heat-api-cfn, Swift temp URLs, Zaqar), stopped afterwards."""
+    cloud = FakeCloud().start()
+    try:
+        yield cloud
+    finally:
+        cloud.stop()
 
 
 @pytest.fixture(scope="session")

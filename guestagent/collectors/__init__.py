@@ -12,6 +12,8 @@ REGISTRY = {
     "heat_local": "guestagent.collectors.heat_local",
     "local": "guestagent.collectors.local",
     "request": "guestagent.collectors.request",
+    "heat": "guestagent.collectors.heat",
+    "cfn": "guestagent.collectors.cfn",
 }
 
 

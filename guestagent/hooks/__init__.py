@@ -57,5 +57,22 @@ def find(group: str, extra_dirs: Iterable[Path] = ()):
                        f"{name!r} in {searched}")
 
 
+def tool_dirs(tool: str, default_root: Path | None = None) -> tuple[Path, Path]:
+    """Working and outputs directories of a hook: `HEAT_<TOOL>_WORKING` / `_OUTPUTS` when set,
+    else under `default_root` (the agent's state), else where heat-config kept them."""
+    from guestagent.state import ensure_dir, safe_component
+
+    var = "HEAT_" + hook_name(tool).upper().replace("-", "_")
+    if default_root is not None:
+        base = Path(default_root) / safe_component(tool)
+        work, outputs = base / "work", base / "outputs"
+    else:
+        work = Path(f"/var/lib/heat-config/heat-config-{hook_name(tool)}")
+        outputs = Path(f"/var/run/heat-config/heat-config-{hook_name(tool)}")
+    work = Path(os.environ.get(f"{var}_WORKING") or work)
+    outputs = Path(os.environ.get(f"{var}_OUTPUTS") or outputs)
+    return ensure_dir(work), ensure_dir(outputs)
+
+
 def _executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)

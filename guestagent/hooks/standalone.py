@@ -15,15 +15,13 @@ from pathlib import Path
 from guestagent.deployments import parse_one
 from guestagent.errors import GuestAgentError, InvalidDeployment
 from guestagent.hooks.base import HookContext, HookResult
-from guestagent.state import ensure_dir
 
 
 def context_for(tool: str) -> HookContext:
     """The context the old hooks used, with their environment overrides."""
-    var = "HEAT_" + tool.upper().replace("-", "_")
-    work = Path(os.environ.get(f"{var}_WORKING", f"/var/lib/heat-config/heat-config-{tool}"))
-    outputs = Path(os.environ.get(f"{var}_OUTPUTS", f"/var/run/heat-config/heat-config-{tool}"))
-    ensure_dir(work)
+    from guestagent.hooks import tool_dirs
+
+    work, outputs = tool_dirs(tool)
     capture = Path(tempfile.mkdtemp(prefix=".capture-", dir=work))
     return HookContext(work_dir=work, outputs_dir=outputs, capture_dir=capture)
 

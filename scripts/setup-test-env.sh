@@ -9,6 +9,7 @@ APT_PACKAGES=(
   # spine: venv support, process tools used by tests
   python3-venv procps iproute2 util-linux
   # sources (config drive, ec2):
+  genisoimage mtools dosfstools
   # hooks (puppet, docker):
   puppet docker.io docker-compose busybox-static
   # image (systemd, dbus, diskimage):

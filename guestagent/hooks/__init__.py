@@ -21,6 +21,7 @@ BUILTIN = {
     "puppet": "guestagent.hooks.puppet",
     "ansible": "guestagent.hooks.ansible",
     "docker-compose": "guestagent.hooks.docker_compose",
+    "docker-cmd": "guestagent.hooks.docker_cmd",
 }
 
 DEFAULT_DIRS = ("/usr/libexec/heat-config/hooks", "/var/lib/heat-config/hooks")

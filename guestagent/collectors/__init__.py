@@ -16,6 +16,7 @@ REGISTRY = {
     "cfn": "guestagent.collectors.cfn",
     "config_drive": "guestagent.collectors.config_drive",
     "ec2": "guestagent.collectors.ec2",
+    "zaqar": "guestagent.collectors.zaqar",
 }
 
 

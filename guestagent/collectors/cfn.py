@@ -22,7 +22,8 @@ import requests
 
 from guestagent import http
 from guestagent.collectors.base import Collected
-from guestagent.collectors.openstack import MAX_BODY, describe, verify_option
+from guestagent.collectors.openstack import verify_option
+from guestagent.collectors.replies import MAX_BODY, describe
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
 
 SERVER_HINT = "/var/lib/heat-cfntools/cfn-metadata-server"

@@ -12,8 +12,9 @@ _REQUIRED = ("auth_url", "user_id", "password", "project_id")
 
 def verify_option(options: Mapping[str, Any]) -> bool | str:
     """TLS verification: a CA bundle path when given, off only when `insecure` is set."""
-    if options.get("ca_certificate"):
-        return str(options["ca_certificate"])
+    ca = options.get("ca_certificate") or options.get("ca_file")  # ca_file: old [zaqar] name
+    if ca:
+        return str(ca)
     return not _truthy(options.get("insecure", False))
 
 

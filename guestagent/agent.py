@@ -135,8 +135,22 @@ class Agent:
             self._run_deployments(merged, result)
             # Only now: a pass cut short (disk full) is taken up again by the next one.
             self._merged_hash = digest
+        if not self.stop_event.is_set():
+            self._release_sources()
         self.flush_outbox(result, force=force_signals)
         return result
+
+    def _release_sources(self) -> None:
+        # Every deployment of the current metadata has run: a source that holds its snapshot
+        # until then (zaqar keeps the message claimed) may let it go.
+        for _, collector in self._collectors.values():
+            release = getattr(collector, "release", None)
+            if release is None:
+                continue
+            try:
+                release()
+            except SourceUnavailable as exc:
+                log.warning("%s (will release it on a later pass)", exc)
 
     def _run_deployments(self, merged: dict, result: PassResult) -> None:
         try:

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from guestagent import logs
+    from guestagent import logs, systemd
     from guestagent.agent import Agent
 
     try:
@@ -111,7 +111,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
     signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
     log.info("guestagent %s started (sources: %s)", __version__, ", ".join(settings.collectors))
-    agent.run_forever()
+    service = systemd.ServiceNotifier()  # READY after the first pass, watchdog, STOPPING
+    agent.run_forever(service.on_pass)
+    service.stopping()
     log.info("guestagent stopped")
     return EXIT_OK
 

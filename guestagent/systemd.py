@@ -158,6 +158,32 @@ class Heartbeat:
                 log.error("main loop silent for %.0f s; no watchdog ping", self.stall_after)
 
 
+class ServiceNotifier:
+    """What the daemon loop tells systemd: READY after the first pass, watchdog pings, STOPPING.
+
+    `stall_after` must exceed the longest pass (a hook runs up to its timeout),
+    unless the agent wraps hook runs in `heartbeat.busy()`.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None, stall_after: float = 4200.0):
+        self.notifier = Notifier.from_env(environ)
+        self.heartbeat = Heartbeat(self.notifier, stall_after).start()
+        self._ready = False
+
+    def on_pass(self, result: Any = None) -> None:
+        """Call after every pass (Agent.run_forever's on_pass)."""
+        self.heartbeat.beat()
+        if not self._ready:
+            self._ready = True
+            failed = len(getattr(result, "failed", ()) or ())
+            self.notifier.ready(f"first pass done, {failed} failed" if failed
+                                else "first pass done")
+
+    def stopping(self) -> None:
+        self.notifier.stopping()
+        self.heartbeat.stop()
+
+
 # -- D-Bus ---------------------------------------------------------------
 
 def system_bus() -> Any | None:

@@ -9,7 +9,9 @@ APT_PACKAGES=(
   # spine: venv support, process tools used by tests
   python3-venv procps iproute2 util-linux
   # sources (config drive, ec2):
+  genisoimage mtools dosfstools
   # hooks (puppet, docker):
+  puppet docker.io docker-compose busybox-static
   # image (systemd, dbus, diskimage):
   systemd dbus-daemon python3-dev gcc pkg-config libdbus-1-dev libglib2.0-dev
   libgirepository1.0-dev libcairo2-dev gobject-introspection debootstrap sudo docker.io
@@ -21,6 +23,7 @@ PIP_PACKAGES=(
   "pytest>=7" "hypothesis>=6"
   # sources:
   # hooks:
+  "ansible-core>=2.14" "docker>=6"
   # image:
   "dbus-python>=1.2" "PyGObject<3.51" "python-dbusmock>=0.30" "diskimage-builder>=3.30"
 )

@@ -1,4 +1,4 @@
-"""Shared fixtures: the fake cloud on loopback."""
+"""Shared fixtures: the fake cloud on loopback, a private Docker engine."""
 
 import pytest
 
@@ -13,3 +13,22 @@ def fakecloud():
         yield cloud
     finally:
         cloud.stop()
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory):
+    """A private Docker engine (own netns and data root) with a local busybox image."""
+    from tests.support.dockerd import Dockerd, missing
+
+    why = missing()
+    if why:
+        pytest.skip(why)
+    engine = Dockerd(tmp_path_factory.mktemp("dockerd"))
+    try:
+        engine.start()
+        engine.import_busybox()
+    except Exception:
+        engine.stop()
+        raise
+    yield engine
+    engine.stop()

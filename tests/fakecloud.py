@@ -91,6 +91,7 @@ class FakeCloud:
     """The fake cloud; `start()` it (the `fakecloud` fixture does), `stop()` it afterwards."""
 
     token_lifetime: float = 3600.0
+    tls: bool = False  # serve HTTPS with a fresh self-signed certificate (see `ca_file`)
     requests: list = field(default_factory=list)
     signals: list = field(default_factory=list)
     logins: int = 0
@@ -120,22 +121,43 @@ class FakeCloud:
     def start(self) -> "FakeCloud":
         handler = type("Handler", (_Handler,), {"cloud": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if self.tls:
+            self._httpd.socket = self._tls_context().wrap_socket(self._httpd.socket,
+                                                                 server_side=True)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         daemon=True)
         self._thread.start()
         return self
 
+    def _tls_context(self):
+        import ssl
+        import subprocess
+        import tempfile
+
+        self._tls_dir = tempfile.TemporaryDirectory(prefix="fakecloud-tls-")
+        cert, key = f"{self._tls_dir.name}/cert.pem", f"{self._tls_dir.name}/key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        self.ca_file = cert
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        return context
+
     def stop(self) -> None:
         self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()  # returns within serve_forever's 50 ms poll
             self._httpd.server_close()
+        if self.tls:
+            self._tls_dir.cleanup()
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     @property
     def auth_url(self) -> str:
@@ -236,6 +258,13 @@ class FakeCloud:
             self._cond.notify_all()
         return msg.id
 
+    def expire_claims(self) -> None:
+        """Let every Zaqar claim run out, as if its TTL had passed."""
+        with self._cond:
+            for msgs in self._queues.values():
+                for m in msgs:
+                    m.claim_expires = 0.0
+
     def queue(self, queue: str) -> list:
         """Live message bodies of a queue, oldest first."""
         with self._cond:
@@ -326,6 +355,7 @@ class _Reply(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms stalls
     cloud: FakeCloud
 
     def log_message(self, fmt, *args):  # quiet: tests read cloud.requests instead

@@ -10,6 +10,7 @@ import pytest
 from guestagent.collectors import build
 from guestagent.collectors.cfn import sign_v2
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
+from tests.fakecloud import FakeCloud
 
 DOC = {"deployments": [{"id": "d1"}], "os-collect-config": {"cfn": {"x": 1}},
        "nested": {"inner": {"a": "<&>"}}}
@@ -50,10 +51,28 @@ def test_sub_path(fakecloud, tmp_path):
         missing.collect(None)
 
 
+def test_several_paths_merge_with_one_request_per_resource(fakecloud, tmp_path):
+    # The old INI file allows `path` several times (a list here).
+    cfn = _cfn(fakecloud, tmp_path, path=["server.Metadata.nested", "server.Metadata.nested.inner"])
+    before = len(fakecloud.requests)
+    assert cfn.collect(None).document == {"inner": {"a": "<&>"}, "a": "<&>"}
+    assert len(fakecloud.requests) == before + 1
+
+
+def test_ca_certificate_and_verification_by_default(tmp_path):
+    cloud = FakeCloud(tls=True).start()
+    try:
+        with pytest.raises(SourceUnavailable, match="SSLError"):
+            _cfn(cloud, tmp_path).collect(None)
+        assert _cfn(cloud, tmp_path, ca_certificate=cloud.ca_file).collect(None).document == DOC
+    finally:
+        cloud.stop()
+
+
 def test_url_from_hint_file(fakecloud, tmp_path):
     hint = tmp_path / "cfn-metadata-server"
     hint.write_text(f"{fakecloud.url}/cfn\n")
-    cfn = _cfn(fakecloud, tmp_path, metadata_url=None, metadata_server_file=str(hint))
+    cfn = _cfn(fakecloud, tmp_path, metadata_url=None, heat_metadata_hint=str(hint))
     assert cfn.metadata_url == f"{fakecloud.url}/cfn/v1/"
     assert cfn.collect(None).document == DOC
 
@@ -62,7 +81,7 @@ def test_no_url_is_not_configured(tmp_path):
     with pytest.raises(SourceNotConfigured, match="no metadata_url"):
         build("cfn", {"stack_name": "s", "access_key_id": "a", "secret_access_key": "b",
                       "path": "server.Metadata",
-                      "metadata_server_file": str(tmp_path / "absent")})
+                      "heat_metadata_hint": str(tmp_path / "absent")})
 
 
 def test_wrong_secret_is_refused_without_leaking(fakecloud, tmp_path, caplog):

@@ -84,7 +84,7 @@ def test_token_never_logged(fakecloud, caplog):
 def test_malformed_reply(fakecloud, kind):
     heat = _heat(fakecloud)
     fakecloud.garble("/heat/", kind)
-    with pytest.raises(SourceUnavailable, match="not valid JSON"):
+    with pytest.raises(SourceUnavailable, match="not JSON"):
         heat.collect(None)
 
 

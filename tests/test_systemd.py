@@ -214,3 +214,25 @@ def test_no_system_bus_degrades_quietly(tmp_path):
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [False, ["restart app.service: skipped, no system bus"]]
+
+
+def test_daemon_sends_ready_after_first_pass_and_stopping(tmp_path, notify_socket):
+    from tests.support.agent import start_agent
+
+    path, sock = notify_socket
+    local = tmp_path / "local"
+    local.mkdir(mode=0o700)
+    proc = start_agent(tmp_path / "state", "--collectors", "local", "--local-path", str(local),
+                       "--polling-interval", "1", env={"NOTIFY_SOCKET": path},
+                       log=tmp_path / "agent.log")
+    try:
+        sock.settimeout(30)
+        message = sock.recv(4096).decode()
+        assert message.startswith("READY=1\nSTATUS=first pass done"), message
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0, (tmp_path / "agent.log").read_text()
+        assert sock.recv(4096) == b"STOPPING=1"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -14,6 +14,9 @@ REGISTRY = {
     "request": "guestagent.collectors.request",
     "heat": "guestagent.collectors.heat",
     "cfn": "guestagent.collectors.cfn",
+    "config_drive": "guestagent.collectors.config_drive",
+    "ec2": "guestagent.collectors.ec2",
+    "zaqar": "guestagent.collectors.zaqar",
 }
 
 

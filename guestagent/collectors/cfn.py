@@ -22,7 +22,8 @@ import requests
 
 from guestagent import http
 from guestagent.collectors.base import Collected
-from guestagent.collectors.openstack import MAX_BODY, describe, verify_option
+from guestagent.collectors.openstack import verify_option
+from guestagent.collectors.replies import MAX_BODY, describe
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
 
 SERVER_HINT = "/var/lib/heat-cfntools/cfn-metadata-server"
@@ -47,20 +48,28 @@ class Cfn:
     stack_name: str
     access_key_id: str
     secret_access_key: str
-    resource: str
-    sub_keys: list[str]
+    paths: list[tuple[str, list[str]]]  # (resource, keys below its Metadata), in option order
     verify: bool | str = True
     name: str = "cfn"
 
     def collect(self, previous=None) -> Collected:
-        """One signed DescribeStackResource; the resource's Metadata (or the part `path` names)."""
+        """Each `path`'s part of its resource's Metadata, shallow-merged in order."""
+        merged: dict = {}
+        fetched: dict[str, str] = {}
+        for resource, sub_keys in self.paths:
+            if resource not in fetched:
+                fetched[resource] = self._describe(resource)
+            merged.update(self._select(fetched[resource], resource, sub_keys))
+        return Collected(merged)
+
+    def _describe(self, resource: str) -> str:
+        """One signed DescribeStackResource: the text of the resource's Metadata element."""
         params = {"Action": "DescribeStackResource", "StackName": self.stack_name,
-                  "LogicalResourceId": self.resource, "AWSAccessKeyId": self.access_key_id,
+                  "LogicalResourceId": resource, "AWSAccessKeyId": self.access_key_id,
                   "SignatureVersion": "2", "SignatureMethod": "HmacSHA256",
                   "Timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
         params["Signature"] = sign_v2(self.secret_access_key, "GET", self.metadata_url, params)
-        query = "&".join(f"{_enc(k)}={_enc(v)}" for k, v in params.items())
-        url = self.metadata_url + ("&" if "?" in self.metadata_url else "?") + query
+        url = self.metadata_url + "?" + "&".join(f"{_enc(k)}={_enc(v)}" for k, v in params.items())
         where = describe("GET", url)
         try:
             resp = http.request("GET", url, headers={"Accept": "application/xml"},
@@ -70,20 +79,21 @@ class Cfn:
         if resp.status_code != 200:
             raise SourceUnavailable(self.name, f"{where}: HTTP {resp.status_code}"
                                                f"{_error_code(resp.content)}")
-        return Collected(self._select(_metadata_text(self.name, where, resp.content), where))
+        return _metadata_text(self.name, where, resp.content)
 
-    def _select(self, text: str, where: str) -> dict:
+    def _select(self, text: str, resource: str, sub_keys: list[str]) -> dict:
         try:
             value = json.loads(text)
         except ValueError:
-            raise SourceUnavailable(self.name, f"{where}: Metadata is not valid JSON") from None
-        for depth, key in enumerate(self.sub_keys):
+            raise SourceUnavailable(self.name, f"{resource}.Metadata is not valid JSON") from None
+        for depth, key in enumerate(sub_keys):
             if not isinstance(value, dict) or key not in value:
-                walked = ".".join([self.resource, "Metadata"] + self.sub_keys[:depth + 1])
-                raise SourceUnavailable(self.name, f"{where}: no {walked} in the metadata")
+                walked = ".".join([resource, "Metadata"] + sub_keys[:depth + 1])
+                raise SourceUnavailable(self.name, f"no {walked} in the metadata")
             value = value[key]
         if not isinstance(value, dict):
-            raise SourceUnavailable(self.name, f"{where}: metadata at path is not a JSON object")
+            walked = ".".join([resource, "Metadata"] + sub_keys)
+            raise SourceUnavailable(self.name, f"{walked} is not a JSON object")
         return value
 
 
@@ -130,16 +140,20 @@ def build(options: dict) -> Cfn:
                if not options.get(k)]
     if missing:
         raise SourceNotConfigured(f"cfn: missing option(s) {', '.join(missing)}")
-    url = options.get("metadata_url") or _hinted_url(Path(options.get("metadata_server_file")
+    url = options.get("metadata_url") or _hinted_url(Path(options.get("heat_metadata_hint")
                                                           or SERVER_HINT))
-    path = str(options["path"]).split(".")
-    if len(path) < 2 or path[1] != "Metadata" or not path[0]:
-        raise SourceNotConfigured(f"cfn: path must be <Resource>.Metadata[.key...], "
-                                  f"not {options['path']!r}")
+    paths = options["path"] if isinstance(options["path"], list) else [options["path"]]
     return Cfn(metadata_url=url, stack_name=str(options["stack_name"]),
                access_key_id=str(options["access_key_id"]),
-               secret_access_key=str(options["secret_access_key"]), resource=path[0],
-               sub_keys=path[2:], verify=verify_option(options))
+               secret_access_key=str(options["secret_access_key"]),
+               paths=[_split_path(str(p)) for p in paths], verify=verify_option(options))
+
+
+def _split_path(path: str) -> tuple[str, list[str]]:
+    parts = path.split(".")
+    if len(parts) < 2 or parts[1] != "Metadata" or not parts[0]:
+        raise SourceNotConfigured(f"cfn: path must be <Resource>.Metadata[.key...], not {path!r}")
+    return parts[0], parts[2:]
 
 
 def _hinted_url(hint: Path) -> str:

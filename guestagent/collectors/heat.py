@@ -12,7 +12,8 @@ import requests
 
 from guestagent import keystone
 from guestagent.collectors.base import Collected
-from guestagent.collectors.openstack import credentials, describe, json_reply
+from guestagent.collectors.openstack import credentials
+from guestagent.collectors.replies import describe, json_reply
 from guestagent.errors import KeystoneError, SourceNotConfigured, SourceUnavailable
 
 

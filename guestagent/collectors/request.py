@@ -8,10 +8,9 @@ import requests
 
 from guestagent import http
 from guestagent.collectors.base import NOT_MODIFIED, Collected
+from guestagent.collectors.replies import json_reply
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
 from guestagent.state import SourceCache
-
-MAX_BODY = 32 * 1024 * 1024
 
 
 @dataclass
@@ -34,14 +33,7 @@ class Request:
             raise SourceUnavailable(self.name, f"GET {where}: {type(exc).__name__}") from exc
         if resp.status_code == 304 and previous is not None:
             return NOT_MODIFIED
-        if resp.status_code != 200:
-            raise SourceUnavailable(self.name, f"GET {where}: HTTP {resp.status_code}")
-        if len(resp.content) > MAX_BODY:
-            raise SourceUnavailable(self.name, f"GET {where}: body larger than {MAX_BODY} bytes")
-        try:
-            document = resp.json()
-        except ValueError:
-            raise SourceUnavailable(self.name, f"GET {where}: body is not JSON") from None
+        document = json_reply(self.name, f"GET {where}", resp)
         if not isinstance(document, dict):
             raise SourceUnavailable(self.name, f"GET {where}: body is not a JSON object")
         return Collected(document, etag=resp.headers.get("ETag"),

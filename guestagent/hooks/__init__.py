@@ -18,6 +18,13 @@ from guestagent.errors import HookNotFound
 # group -> module exposing HOOK; imported only when a deployment of that group runs.
 BUILTIN = {
     "script": "guestagent.hooks.script",
+    "puppet": "guestagent.hooks.puppet",
+    "ansible": "guestagent.hooks.ansible",
+    "docker-compose": "guestagent.hooks.docker_compose",
+    "docker-cmd": "guestagent.hooks.docker_cmd",
+    "json-file": "guestagent.hooks.json_file",
+    "apply-config": "guestagent.hooks.apply_config",
+    "component": "guestagent.hooks.component",
 }
 
 DEFAULT_DIRS = ("/usr/libexec/heat-config/hooks", "/var/lib/heat-config/hooks")

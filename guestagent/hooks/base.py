@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from guestagent import process
 from guestagent.deployments import Deployment
-from guestagent.errors import HookFailed
+from guestagent.errors import HookFailed, InvalidDeployment
 from guestagent.state import ensure_dir, safe_component, write_atomic
 
 DEFAULT_TIMEOUT = 3600.0
@@ -54,6 +56,10 @@ class HookContext:
     def timeout_for(self, dep: Deployment) -> float:
         return dep.timeout or self.timeout
 
+    def environ(self) -> Mapping[str, str]:
+        """The environment hooks read their overrides from (HEAT_<TOOL>_CMD and the like)."""
+        return os.environ if self.env is None else self.env
+
     def outputs_path(self, dep: Deployment) -> Path:
         return ensure_dir(self.outputs_dir) / safe_component(dep.id)
 
@@ -74,12 +80,52 @@ class Hook(Protocol):
     def run(self, dep: Deployment, ctx: HookContext) -> HookResult: ...
 
 
-def require_tool(name: str, install_hint: str) -> str:
-    """Full path of an executable tool, or HookFailed saying how to get it."""
-    path = shutil.which(name)
+def require_tool(name: str, install_hint: str, search_path: str | None = None) -> str:
+    """Full path of an executable tool, or HookFailed saying how to get it.
+
+    Looked for on `search_path` (default: our PATH), then beside our own
+    interpreter (a virtualenv's bin/, where pip puts tools such as
+    ansible-playbook installed with guestagent).
+    """
+    path = (shutil.which(name, path=search_path)
+            or shutil.which(name, path=os.path.dirname(sys.executable)))
     if not path:
         raise HookFailed(f"{name} is not installed or not on PATH ({install_hint})")
     return path
+
+
+def tool_command(ctx: HookContext, variable: str, name: str, install_hint: str) -> list[str]:
+    """The tool's argv prefix: the operator's `variable` (shell-split) if set, else `name`."""
+    override = ctx.environ().get(variable, "").strip()
+    argv = shlex.split(override) if override else [name]
+    argv[0] = require_tool(argv[0], install_hint if not override
+                           else f"{variable}={override!r} names it",
+                           search_path=ctx.environ().get("PATH"))
+    return argv
+
+
+def option_flag(dep: Deployment, name: str, default: bool) -> bool:
+    """A boolean option; Heat templates also send "true"/"false" strings."""
+    value = dep.options.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+        return value.strip().lower() in ("true", "yes", "1")
+    raise InvalidDeployment(dep.label, f"options.{name}", f"must be a boolean, not {value!r}")
+
+
+def option_text(dep: Deployment, name: str) -> str | None:
+    """A string option (a list is joined with commas, as tag options are); None when unset."""
+    value = dep.options.get(name)
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    if isinstance(value, str):
+        return value
+    raise InvalidDeployment(dep.label, f"options.{name}", f"must be a string, not {value!r}")
 
 
 def clear_outputs(dep: Deployment, ctx: HookContext) -> Path:
@@ -118,5 +164,19 @@ def result_from_process(proc: process.ProcessResult, outputs: Mapping[str, Any],
 def write_private(path: Path, text: str | bytes, mode: int = 0o600) -> Path:
     """Write a hook's working file (rewritten, never appended) with a private mode."""
     ensure_dir(path.parent)
+    write_atomic(path, text.encode() if isinstance(text, str) else text, mode)
+    return path
+
+
+def write_destination(path: Path, text: str | bytes, mode: int = 0o600) -> Path:
+    """Write a file where a deployment puts it (an operator's directory, e.g. /etc/...).
+
+    Missing parent directories are created 0700; existing ones keep their mode
+    (tightening /etc or a hiera datadir would break other readers).
+    """
+    try:
+        os.makedirs(path.parent, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise HookFailed(f"cannot create directory {path.parent}: {exc.strerror}") from exc
     write_atomic(path, text.encode() if isinstance(text, str) else text, mode)
     return path

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from guestagent.deployments import parse_one
-from guestagent.errors import GuestAgentError
+from guestagent.errors import GuestAgentError, InvalidDeployment
 from guestagent.hooks.base import HookContext, HookResult
 
 
@@ -40,6 +40,8 @@ def run_standalone(hook, tool: str) -> int:
             ctx = context_for(tool)
             try:
                 result = hook.run(dep, ctx)
+            except InvalidDeployment as exc:
+                result = HookResult.failure(str(exc))  # already names the deployment
             except GuestAgentError as exc:
                 result = HookResult.failure(f"deployment {dep.label}: {exc}")
             finally:

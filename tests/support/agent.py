@@ -14,9 +14,10 @@ from tests.fakecloud import FakeCloud
 REPO = Path(__file__).resolve().parents[2]
 
 
-def agent_argv(state_dir: Path, *args: str) -> list[str]:
-    """argv for `guestagent` with no config file and an isolated state dir and marker dir."""
-    return [sys.executable, "-m", "guestagent", "--config", "/dev/null",
+def agent_argv(state_dir: Path, *args: str, config: Path | str = "/dev/null") -> list[str]:
+    """argv for `guestagent` with an isolated state dir and marker dir (no config file unless
+    `config` names one)."""
+    return [sys.executable, "-m", "guestagent", "--config", str(config),
             "--state-dir", str(state_dir), "--deployed-dir", str(state_dir / "no-markers"),
             *args]
 
@@ -29,10 +30,10 @@ def run_agent(state_dir: Path, *args: str, timeout: float = 120,
 
 
 def start_agent(state_dir: Path, *args: str, env: dict | None = None,
-                log: Path | None = None) -> subprocess.Popen:
+                log: Path | None = None, config: Path | str = "/dev/null") -> subprocess.Popen:
     """The agent as a background process (daemon, or --once when passed)."""
     out = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen(agent_argv(state_dir, *args), stdout=out, stderr=subprocess.STDOUT,
+    return subprocess.Popen(agent_argv(state_dir, *args, config=config), stdout=out, stderr=subprocess.STDOUT,
                             env=_env(env), cwd=REPO)
 
 

@@ -8,6 +8,7 @@ a result caught `finished` is signalled from the outbox.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -238,6 +239,10 @@ class Agent:
             return hook.run(dep, self.hook_context(dep))
         except (InvalidDeployment, HookNotFound) as exc:
             return HookResult.failure(str(exc))
+        except StateError as exc:
+            if out_of_space(exc):
+                raise  # the disk, not the deployment: it runs again when there is room
+            return HookResult.failure(f"deployment {dep.label}: {exc}")
         except GuestAgentError as exc:
             return HookResult.failure(f"deployment {dep.label}: {exc}")
         except Exception as exc:  # a bug in one hook must not stop the others or the loop
@@ -376,6 +381,12 @@ class Agent:
         self.stop_event.set()
         self.wake.set()
         threading.Thread(target=process.terminate_all, daemon=True).start()
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is a full disk or an exhausted quota."""
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _last_line(text: str, default: str) -> str:

@@ -253,8 +253,13 @@ class StateDir:
 
     def record(self, entry: JournalEntry) -> None:
         """Persist a journal transition before anything that depends on it happens."""
-        ddir = ensure_dir(self.deployment_dir(entry.key))
-        write_json(ddir / "journal.json", dataclasses.asdict(entry))
+        try:
+            ddir = ensure_dir(self.deployment_dir(entry.key))
+            write_json(ddir / "journal.json", dataclasses.asdict(entry))
+        except StateError:
+            # Callers change entries in place: memory must not run ahead of the disk.
+            self._journal = None
+            raise
         self.journal()[entry.key] = entry
         crashpoint.after(entry.state)
 

@@ -62,6 +62,7 @@ class Agent:
         self._collectors: dict[str, tuple[str, Any]] = {}
         self._source_errors: dict[str, str] = {}
         self._merged_hash: str | None = None
+        self._metadata_config_error: str | None = None
         self.metadata: dict = {}
         self.last_change = 0.0
         self.stop_event = threading.Event()
@@ -74,7 +75,21 @@ class Agent:
         # After a restart the last good copies (and the credentials they name) are in effect.
         docs = [c.document for c in (self.state.load_source(n) for n in self.settings.collectors) if c]
         self.metadata = merge(docs)
-        self.settings = self.loaded.settings(self.metadata)
+        self.settings = self.settings_for(self.metadata)
+
+    def settings_for(self, metadata: dict) -> config.Settings:
+        """The effective settings; a bad `os-collect-config` key in metadata is reported
+        (once) and ignored, never fatal: metadata is not the operator's file."""
+        try:
+            settings = self.loaded.settings(metadata)
+        except ConfigError as exc:
+            message = f"metadata key os-collect-config ignored: {exc}"
+            if message != self._metadata_config_error:
+                log.error("%s", message)
+            self._metadata_config_error = message
+            return self.loaded.settings()
+        self._metadata_config_error = None
+        return settings
 
     def collect(self, result: PassResult) -> dict:
         """Poll every configured source once; return the merged view of last good copies."""
@@ -119,12 +134,12 @@ class Agent:
         """Collect, run what is new, signal what is pending. Never raises for bad metadata."""
         result = PassResult()
         merged = self.collect(result)
-        settings = self.loaded.settings(merged)
+        settings = self.settings_for(merged)
         if settings.collectors != self.settings.collectors:
             # The metadata named new sources (Heat's os-collect-config key): poll them now.
             self.settings = settings
             merged = self.collect(result)
-            settings = self.loaded.settings(merged)
+            settings = self.settings_for(merged)
         self.settings = settings
         digest = hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
         # Results from an earlier life reach Heat before new hooks (maybe long ones) run.
@@ -371,7 +386,7 @@ class Agent:
         except ConfigError as exc:
             log.error("configuration reload failed, keeping the old one: %s", exc)
             return
-        self.settings = self.loaded.settings(self.metadata)
+        self.settings = self.settings_for(self.metadata)
         log.info("configuration reloaded")
 
     loaded_path: str | None = None

@@ -126,11 +126,12 @@ class Agent:
         self.settings = settings
         digest = hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
         if digest != self._merged_hash:
-            self._merged_hash = digest
             self.metadata = merged
             self.last_change = self.clock()
             result.changed = True
             self._run_deployments(merged, result)
+            # Only now: a pass cut short (full disk) plans again next time.
+            self._merged_hash = digest
         if not self.stop_event.is_set():
             self._release_sources()
         self.flush_outbox(result, force=force_signals)

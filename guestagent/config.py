@@ -19,7 +19,7 @@ from guestagent.errors import ConfigError
 DEFAULT_CONFIG = "/etc/guestagent/guestagent.yaml"
 OLD_CONFIG = "/etc/os-collect-config.conf"
 DEFAULT_STATE_DIR = "/var/lib/guestagent"
-DEFAULT_COLLECTORS = ["heat_local", "local"]
+DEFAULT_COLLECTORS = ["heat_local", "config_drive", "local"]
 SOURCE_SECTIONS = ("heat_local", "local", "request", "heat", "cfn", "ec2", "zaqar", "config_drive")
 # Options that hold lists in the old INI file (comma separated there).
 _INI_LISTS = {"collectors", "path"}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from guestagent import process
 from guestagent.collectors.base import NOT_MODIFIED, Collected
-from guestagent.errors import SourceUnavailable
+from guestagent.errors import SourceNotConfigured, SourceUnavailable
 
 LABELS = ("config-2", "CONFIG-2")
 META_DATA = "openstack/latest/meta_data.json"
@@ -173,15 +173,21 @@ class ConfigDrive:
     boot_metadata_file: Path = Path(BOOT_METADATA_FILE)
     name: str = "config_drive"
     _document: dict | None = field(default=None, repr=False)
+    _absent: bool = field(default=False, repr=False)
 
     def collect(self, previous=None):
         """The drive's boot metadata (see the module docstring); read once, then NOT_MODIFIED."""
         if self._document is not None:
             return NOT_MODIFIED if previous is not None else Collected(self._document)
+        if self._absent:
+            raise SourceNotConfigured(f"{self.name}: no block device labelled {LABELS[0]}")
         device = find_device(self.device)
         if device is None:
-            raise SourceUnavailable(self.name, f"no block device labelled {LABELS[0]}"
-                                    if not self.device else f"{self.device} does not exist")
+            if not self.device:
+                # Most clouds have no drive; probe once, not on every poll.
+                self._absent = True
+                raise SourceNotConfigured(f"{self.name}: no block device labelled {LABELS[0]}")
+            raise SourceUnavailable(self.name, f"{self.device} does not exist")
         drive = Drive(device)
         document: dict = {}
         user_data = drive.read(USER_DATA)

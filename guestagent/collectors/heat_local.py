@@ -7,7 +7,7 @@ from pathlib import Path
 
 from guestagent.collectors.base import Collected
 from guestagent.collectors.jsonfiles import read_object
-from guestagent.errors import SourceNotConfigured, SourceUnavailable
+from guestagent.errors import SourceNotConfigured
 
 DEFAULT_PATH = "/var/lib/heat-cfntools/cfn-init-data"
 
@@ -26,7 +26,8 @@ class HeatLocal:
             merged.update(read_object(self.name, path))
             found = True
         if not found:
-            raise SourceUnavailable(self.name, "no file at " + ", ".join(map(str, self.paths)))
+            # Normal on an image booted without Heat: skipped quietly, not an outage.
+            raise SourceNotConfigured(f"{self.name}: no file at " + ", ".join(map(str, self.paths)))
         return Collected(merged)
 
 

@@ -149,7 +149,7 @@ class Agent:
             self.last_change = self.clock()
             result.changed = True
             self._run_deployments(merged, result)
-            # Only now: a pass cut short (disk full) is taken up again by the next one.
+            # Only now: a pass cut short (full disk) plans again next time.
             self._merged_hash = digest
         if not self.stop_event.is_set():
             self._release_sources()
@@ -179,8 +179,6 @@ class Agent:
                 logs.register_secret(dep.input_values().get(name))
         journal = self.state.journal()
         plan = deployments.plan(parsed, journal, self._already_deployed)
-        for key in plan.gone:
-            self._forget(journal[key])
         for dep in plan.to_run:
             if self.stop_event.is_set():
                 break
@@ -192,6 +190,10 @@ class Agent:
                 log.exception("deployment %s: unexpected error; continuing with the others",
                               dep.label)
                 result.failed.append(dep.key)
+        # After the runs: an UPDATE is a new id replacing the old one under the same name, and
+        # the old id's cleanup must not undo what the new one just applied (docker-compose).
+        for key in plan.gone:
+            self._forget(journal[key])
 
     def _already_deployed(self, dep_id: str) -> bool:
         if "/" in dep_id or dep_id.startswith("."):
@@ -340,7 +342,7 @@ class Agent:
         entry.state, entry.signalled_at, entry.signal_error = SIGNALLED, self.clock(), None
         entry.signal_attempts += 1
         self.state.record(entry)
-        self.state.forget_secrets(entry.key)
+        self.state.strip_secrets(entry.key, SECRET_INPUTS)  # kept for the hook's cleanup
         if target.transport != "NO_SIGNAL":
             log.info("deployment %s (%s): signalled (%s)", entry.name, entry.id, target.describe())
 

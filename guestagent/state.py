@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from guestagent import crashpoint
 from guestagent.errors import StateError
@@ -283,6 +283,17 @@ class StateDir:
             os.unlink(self.deployment_dir(key) / "deployment.json")
         except FileNotFoundError:
             pass
+
+    def strip_secrets(self, key: str, names: Iterable[str]) -> None:
+        """Keep the stored deployment (a hook's cleanup needs it later) minus the inputs `names`."""
+        raw = self.load_deployment(key)
+        if raw is None:
+            return
+        names = set(names)
+        inputs = raw.get("inputs")
+        if isinstance(inputs, list):
+            raw["inputs"] = [i for i in inputs if not (isinstance(i, dict) and i.get("name") in names)]
+        self.save_deployment(key, raw)
 
     def entries(self) -> Iterator[JournalEntry]:
         return iter(list(self.journal().values()))

@@ -33,6 +33,7 @@ def test_standalone_runs_entry_for_action(tmp_path):
 def test_bad_component_names_field(tmp_path):
     reply = run_standalone("component", deployment_dict("component", {"configs": "nope"},
                                                         name="comp"),
-                           {"HEAT_COMPONENT_WORKING": str(tmp_path / "w")})
+                           {"HEAT_COMPONENT_WORKING": str(tmp_path / "w"),
+            "HEAT_COMPONENT_OUTPUTS": str(tmp_path / "o")})
     assert reply["deploy_status_code"] != 0
     assert "comp" in reply["deploy_stderr"] and "config.configs" in reply["deploy_stderr"]

@@ -127,7 +127,8 @@ def test_missing_tool_says_which_and_how(ctx, tmp_path):
 def test_standalone_speaks_heat_config_abi(tmp_path, dockerd):
     dep = deployment_dict("docker-compose", compose("abi"), name="abi-app",
                           inputs={"env_files": [{"file_name": "app.env", "content": "A=1\n"}]})
-    env = {**dockerd.env(), "HEAT_DOCKER_COMPOSE_WORKING": str(tmp_path / "w")}
+    env = {**dockerd.env(), "HEAT_DOCKER_COMPOSE_WORKING": str(tmp_path / "w"),
+            "HEAT_DOCKER_COMPOSE_OUTPUTS": str(tmp_path / "o")}
     reply = run_standalone("docker_compose", dep, env)
     assert reply["deploy_status_code"] == 0, reply["deploy_stderr"]
     assert (tmp_path / "w" / "abi-app" / "docker-compose.yml").exists()

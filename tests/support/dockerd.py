@@ -107,4 +107,14 @@ class Dockerd:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         subprocess.run(["ip", "netns", "delete", self.netns], check=False)
+        for mount in self._mounts():
+            # dockerd leaves its data-root bind mount and netns file mounted; ours only.
+            subprocess.run(["umount", "-l", mount], check=False)
         shutil.rmtree(self.root / "data", ignore_errors=True)
+
+    def _mounts(self) -> list[str]:
+        """Mount points under our root, deepest first."""
+        prefix = f"{self.root}/"
+        with open("/proc/self/mountinfo") as fh:
+            points = [line.split()[4] for line in fh]
+        return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)

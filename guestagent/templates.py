@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from guestagent import process
+from guestagent.deployments import DATA_GROUPS
 from guestagent.errors import GuestAgentError
 from guestagent.state import write_atomic
 
@@ -38,8 +39,6 @@ DEFAULT_MODE = 0o644
 EXEC_TIMEOUT = 300.0
 CONTROL_SUFFIX = ".oac"
 CONTROL_KEYS = frozenset({"mode", "owner", "group", "allow_empty"})
-# Groups whose deployment config is data merged into the tree (SPEC sections 1 and 5).
-DATA_GROUPS = frozenset({"os-apply-config", "Heat::Ungrouped"})
 
 # Value checks of the query mode, with the names os-apply-config used.
 TYPES = {

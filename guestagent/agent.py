@@ -64,6 +64,8 @@ class Agent:
         self._merged_hash: str | None = None
         self._metadata_config_error: str | None = None
         self.metadata: dict = {}
+        self.documents: dict[str, dict] = {}
+        self._inhibitor = None
         self.last_change = 0.0
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
@@ -94,6 +96,7 @@ class Agent:
     def collect(self, result: PassResult) -> dict:
         """Poll every configured source once; return the merged view of last good copies."""
         docs = []
+        self.documents = {}
         for name in self.settings.collectors:
             cached = self.state.load_source(name)
             try:
@@ -117,6 +120,7 @@ class Agent:
                     self.state.save_source(name, cached)
             if cached is not None:
                 docs.append(cached.document)
+                self.documents[name] = cached.document
         return merge(docs)
 
     def _collector(self, name: str):
@@ -148,6 +152,7 @@ class Agent:
             self.metadata = merged
             self.last_change = self.clock()
             result.changed = True
+            self._refresh(digest)
             self._run_deployments(merged, result)
             # Only now: a pass cut short (full disk) plans again next time.
             self._merged_hash = digest
@@ -155,6 +160,36 @@ class Agent:
             self._release_sources()
         self.flush_outbox(result, force=force_signals)
         return result
+
+    def _refresh(self, digest: str) -> None:
+        """os-refresh-config's job on a metadata change: write the per-source files that
+        OS_CONFIG_FILES names, then run the refresh phases (templates render at configure.d/20).
+
+        The digest of what was last refreshed is kept on disk: a restart with the same
+        metadata (every `--once`) does not run the phases again.
+        """
+        from guestagent import refresh
+
+        marker = self.state.root / "refreshed.sha256"
+        try:
+            if marker.read_text().strip() == digest:
+                return
+        except FileNotFoundError:
+            pass
+
+        files = refresh.write_config_files(self.settings.os_config_dir, self.documents)
+        outcome = refresh.run_refresh(files, timeout=self.settings.hook_timeout,
+                                      log_dir=self.state.root / "refresh")
+        for skipped in outcome.skipped:
+            log.info("refresh: %s", skipped)
+        if not outcome.ok:
+            # The old agent stopped here and never ran the deployments; they still run.
+            # No marker: the next start tries the phases again.
+            log.error("%s", outcome.summary())
+            return
+        if outcome.steps:
+            log.info("refresh: %d phase scripts ran", len(outcome.steps))
+        state.write_atomic(marker, digest.encode())
 
     def _release_sources(self) -> None:
         # Every deployment of the current metadata has run: a source that holds its snapshot
@@ -218,7 +253,10 @@ class Agent:
             self.state.record(entry)
             log.info("deployment %s: running group %s (%s, attempt %d)", dep.label, dep.group,
                      dep.action, entry.attempts)
-            outcome = self._run_hook(dep)
+            with self.inhibitor().hold(f"deployment {dep.label}"):
+                outcome = self._run_hook(dep)
+                if outcome.status_code == 0 and not self.stop_event.is_set():
+                    outcome = self._unit_actions(dep, outcome)
             if self.stop_event.is_set() and outcome.status_code in (124, 143, 137):
                 # Stopped by us, not failed: run it again after the restart.
                 entry.state, entry.attempts = RECEIVED, entry.attempts - 1
@@ -266,6 +304,26 @@ class Agent:
             log.exception("deployment %s: hook crashed", dep.label)
             return HookResult.failure(f"deployment {dep.label}: internal error in the "
                                       f"{dep.group} hook: {type(exc).__name__}: {exc}")
+
+    def inhibitor(self):
+        """The logind shutdown delay lock held while a hook runs (a no-op without a bus)."""
+        if self._inhibitor is None:
+            from guestagent.systemd import ShutdownInhibitor
+            self._inhibitor = ShutdownInhibitor()
+        return self._inhibitor
+
+    def _unit_actions(self, dep: Deployment, outcome: HookResult) -> HookResult:
+        """Restart or reload the units a succeeded deployment names (options.restart_units)."""
+        if not (dep.options.get("restart_units") or dep.options.get("reload_units")):
+            return outcome
+        from guestagent import systemd
+
+        try:
+            lines = systemd.apply_unit_actions(dep)
+        except (InvalidDeployment, systemd.UnitActionFailed) as exc:
+            return HookResult.failure(str(exc), stdout=outcome.stdout, stderr=outcome.stderr)
+        outcome.stdout += "".join(f"guestagent: {line}\n" for line in lines)
+        return outcome
 
     def hook_context(self, dep: Deployment) -> HookContext:
         work, outputs = hooks.tool_dirs(dep.group, self.state.root / "hooks")

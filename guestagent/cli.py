@@ -4,6 +4,7 @@
     guestagent --once [options]   one pass in the foreground (exit 0 ok, 1 a deployment or
                                   signal failed, 2 configuration or usage error)
     guestagent status [--json]    every known deployment and where it stands
+    guestagent apply-config ...   os-apply-config: render templates, or --key queries
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from guestagent.errors import ConfigError, StateError
 log = logging.getLogger("guestagent")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = ("status",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "status":
         return cmd_status(status_parser().parse_args(argv[1:]))
+    if argv and argv[0] == "apply-config":
+        from guestagent import templates
+        parser = _Parser(prog="guestagent apply-config",
+                         description="Render os-apply-config templates, or query a key.")
+        templates.add_arguments(parser)
+        return templates.main(parser.parse_args(argv[1:]))
     return cmd_run(run_parser().parse_args(argv))
 
 

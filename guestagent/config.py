@@ -19,6 +19,7 @@ from guestagent.errors import ConfigError
 DEFAULT_CONFIG = "/etc/guestagent/guestagent.yaml"
 OLD_CONFIG = "/etc/os-collect-config.conf"
 DEFAULT_STATE_DIR = "/var/lib/guestagent"
+OS_CONFIG_DIR = "/var/lib/os-collect-config"
 DEFAULT_COLLECTORS = ["heat_local", "config_drive", "local"]
 SOURCE_SECTIONS = ("heat_local", "local", "request", "heat", "cfn", "ec2", "zaqar", "config_drive")
 # Options that hold lists in the old INI file (comma separated there).
@@ -40,9 +41,19 @@ class Settings:
     fast_poll_period: float = 120.0
     log_level: str = "INFO"
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where the files OS_CONFIG_FILES names are written (see default_os_config_dir).
+    os_config_dir: Path = Path(OS_CONFIG_DIR)
 
     def source_options(self, name: str) -> dict[str, Any]:
         return dict(self.sources.get(name) or {})
+
+
+def default_os_config_dir(state_dir: Path) -> Path:
+    """The standard install shares os-collect-config's directory, so old scripts that read
+    it keep working; any other state directory keeps everything inside itself."""
+    if Path(state_dir) == Path(DEFAULT_STATE_DIR):
+        return Path(OS_CONFIG_DIR)
+    return Path(state_dir) / "os-collect-config"
 
 
 def load(config_file: str | None = None, cli: Mapping[str, Any] | None = None,
@@ -162,7 +173,7 @@ def _validate(data: dict) -> Settings:
         raise ConfigError(f"collectors: unknown {', '.join(unknown)} "
                           f"(known: {', '.join(sorted(REGISTRY))})")
     out["collectors"] = collectors
-    for key in ("state_dir", "deployed_dir"):
+    for key in ("state_dir", "deployed_dir", "os_config_dir"):
         if data.get(key):
             if not isinstance(data[key], (str, Path)):
                 raise ConfigError(f"{key}: must be a path, not {data[key]!r}")
@@ -182,4 +193,5 @@ def _validate(data: dict) -> Settings:
                 raise ConfigError(f"{name}: must be a mapping of options")
             sources[name] = data[name]
     out["sources"] = sources
+    out.setdefault("os_config_dir", default_os_config_dir(out.get("state_dir", settings.state_dir)))
     return replace(settings, **out)

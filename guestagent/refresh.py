@@ -37,6 +37,10 @@ SHIPPED = Path(__file__).with_name("refresh.d")
 DEFAULT_TIMEOUT = 3600.0
 INDEX_NAME = "os_config_files.json"
 
+# Phase scripts of the old agents whose work guestagent does itself: running them too would
+# run every deployment twice.
+SUPERSEDED = {"55-heat-config": "the old heat-config runner; guestagent runs deployments itself"}
+
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _NUMBER = re.compile(r"^([0-9]+)")
 # Sources the environment files given as arguments, then becomes the script.
@@ -63,6 +67,7 @@ class RefreshResult:
     steps: list[StepResult] = field(default_factory=list)
     failed: StepResult | None = None
     error_steps: list[StepResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -160,6 +165,9 @@ def run_refresh(config_files: Sequence[Path], base_dir: Path | None = None, *,
         env_files = environment_files(base_dir)
         for phase in PHASES:
             for script in phase_scripts(base_dir / phase):
+                if script.name in SUPERSEDED:
+                    result.skipped.append(f"{phase}/{script.name} skipped: {SUPERSEDED[script.name]}")
+                    continue
                 step = _run_script(phase, script, env_files, child, logs, timeout)
                 result.steps.append(step)
                 if step.status_code != 0:

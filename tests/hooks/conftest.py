@@ -44,11 +44,16 @@ def make(group: str, config, **kw) -> Deployment:
     return dep
 
 
-def run_standalone(module: str, deployment: dict, env: dict) -> dict:
-    """`python -m guestagent.hooks.<module>` with the deployment on stdin; its JSON reply."""
+def run_standalone(module: str, deployment: dict, env: dict, tmp_path: Path) -> dict:
+    """`python -m guestagent.hooks.<module>` with the deployment on stdin; its JSON reply.
+
+    Its working and outputs directories are `tmp_path`/w and /o (HEAT_<TOOL>_WORKING/_OUTPUTS).
+    """
+    var = "HEAT_" + deployment["group"].upper().replace("-", "_")
+    dirs = {f"{var}_WORKING": str(tmp_path / "w"), f"{var}_OUTPUTS": str(tmp_path / "o")}
     proc = subprocess.run([sys.executable, "-m", f"guestagent.hooks.{module}"],
                           input=json.dumps(deployment).encode(), capture_output=True,
-                          env={**os.environ, **env}, timeout=300)
+                          env={**os.environ, **dirs, **env}, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout)
 

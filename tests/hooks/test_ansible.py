@@ -108,8 +108,18 @@ def test_standalone_speaks_heat_config_abi(tmp_path):
     target = tmp_path / "standalone.txt"
     dep = deployment_dict("ansible", WRITE_PLAYBOOK % {"target": target},
                           inputs={"greeting": "abi"}, outputs=("result",))
-    reply = run_standalone("ansible", dep, {"HEAT_ANSIBLE_WORKING": str(tmp_path / "w"),
-                                            "HEAT_ANSIBLE_OUTPUTS": str(tmp_path / "o")})
+    reply = run_standalone("ansible", dep, {}, tmp_path)
     assert reply["deploy_status_code"] == 0, reply["deploy_stdout"] + reply["deploy_stderr"]
     assert reply["result"] == "done-abi"
     assert target.read_text() == "hello abi\n"
+
+
+def test_timeout_kills_the_run(ctx, tmp_path):
+    marker = tmp_path / "after-sleep"
+    playbook = ("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                "    - command: sleep 60\n"
+                f"    - copy: {{dest: '{marker}', content: late}}\n")
+    result = HOOK.run(make("ansible", playbook, options={"timeout": 4}), ctx)
+    assert result.status_code == 124
+    assert "did not finish within 4 s; its process group was killed" in result.stderr
+    assert not marker.exists()

@@ -49,7 +49,6 @@ def test_cmd_override_and_missing_tool(ctx, tmp_path):
 
 def test_standalone_speaks_heat_config_abi(tmp_path):
     reply = run_standalone("apply_config", deployment_dict("apply-config", {}),
-                           {**tree(tmp_path), "HEAT_APPLY_CONFIG_WORKING": str(tmp_path / "w"),
-            "HEAT_APPLY_CONFIG_OUTPUTS": str(tmp_path / "o")})
+                           tree(tmp_path), tmp_path)
     assert reply["deploy_status_code"] == 0, reply["deploy_stderr"]
     assert (tmp_path / "out" / "app.conf").read_text() == "greeting=from-metadata\n"

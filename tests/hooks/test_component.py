@@ -14,26 +14,23 @@ def component(tmp_path) -> dict:
 
 
 def test_standalone_runs_entry_for_action(tmp_path):
-    env = {"HEAT_COMPONENT_WORKING": str(tmp_path / "w"),
-           "HEAT_COMPONENT_OUTPUTS": str(tmp_path / "o")}
     reply = run_standalone("component", deployment_dict("component", component(tmp_path),
-                                                        outputs=("result",)), env)
+                                                        outputs=("result",)), {}, tmp_path)
     assert reply["deploy_status_code"] == 0, reply["deploy_stderr"]
     assert reply["result"] == "ok\n"
     assert (tmp_path / "state").read_text() == "created\n"
     reply = run_standalone("component", deployment_dict("component", component(tmp_path),
-                                                        action="DELETE"), env)
+                                                        action="DELETE"), {}, tmp_path)
     assert reply["deploy_status_code"] == 0
     assert (tmp_path / "state").read_text() == "deleted\n"
     reply = run_standalone("component", deployment_dict("component", component(tmp_path),
-                                                        action="SUSPEND"), env)
+                                                        action="SUSPEND"), {}, tmp_path)
     assert reply["deploy_status_code"] == 0 and "no component config" in reply["deploy_stdout"]
 
 
 def test_bad_component_names_field(tmp_path):
     reply = run_standalone("component", deployment_dict("component", {"configs": "nope"},
                                                         name="comp"),
-                           {"HEAT_COMPONENT_WORKING": str(tmp_path / "w"),
-            "HEAT_COMPONENT_OUTPUTS": str(tmp_path / "o")})
+                           {}, tmp_path)
     assert reply["deploy_status_code"] != 0
     assert "comp" in reply["deploy_stderr"] and "config.configs" in reply["deploy_stderr"]

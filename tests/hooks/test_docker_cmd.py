@@ -136,11 +136,10 @@ def test_unreachable_engine_says_where(ctx, tmp_path):
 def test_standalone_speaks_heat_config_abi(tmp_path, dockerd):
     config = {"solo": {"image": "local/busybox", "command": "sleep 3600"}}
     dep = deployment_dict("docker-cmd", config, name="solo-dep")
-    env = {**dockerd.env(), "HEAT_DOCKER_CMD_WORKING": str(tmp_path / "w"),
-            "HEAT_DOCKER_CMD_OUTPUTS": str(tmp_path / "o")}
-    reply = run_standalone("docker_cmd", dep, env)
+    env = dockerd.env()
+    reply = run_standalone("docker_cmd", dep, env, tmp_path)
     assert reply["deploy_status_code"] == 0, reply["deploy_stderr"]
     assert ours(dockerd, deploy_name="solo-dep")[0]["State"]["Running"]
     dep = deployment_dict("docker-cmd", config, name="solo-dep", action="DELETE")
-    assert run_standalone("docker_cmd", dep, env)["deploy_status_code"] == 0
+    assert run_standalone("docker_cmd", dep, env, tmp_path)["deploy_status_code"] == 0
     assert ours(dockerd, deploy_name="solo-dep") == []

@@ -127,12 +127,11 @@ def test_missing_tool_says_which_and_how(ctx, tmp_path):
 def test_standalone_speaks_heat_config_abi(tmp_path, dockerd):
     dep = deployment_dict("docker-compose", compose("abi"), name="abi-app",
                           inputs={"env_files": [{"file_name": "app.env", "content": "A=1\n"}]})
-    env = {**dockerd.env(), "HEAT_DOCKER_COMPOSE_WORKING": str(tmp_path / "w"),
-            "HEAT_DOCKER_COMPOSE_OUTPUTS": str(tmp_path / "o")}
-    reply = run_standalone("docker_compose", dep, env)
+    env = dockerd.env()
+    reply = run_standalone("docker_compose", dep, env, tmp_path)
     assert reply["deploy_status_code"] == 0, reply["deploy_stderr"]
     assert (tmp_path / "w" / "abi-app" / "docker-compose.yml").exists()
     assert containers(dockerd, "abi-app")[0]["State"]["Running"]
     dep = deployment_dict("docker-compose", compose("abi"), name="abi-app", action="DELETE")
-    assert run_standalone("docker_compose", dep, env)["deploy_status_code"] == 0
+    assert run_standalone("docker_compose", dep, env, tmp_path)["deploy_status_code"] == 0
     assert containers(dockerd, "abi-app") == []

@@ -70,12 +70,9 @@ def test_symlink_out_of_allowed_dir_refused(jctx, tmp_path):
 def test_standalone_speaks_heat_config_abi(tmp_path):
     target = tmp_path / "out" / "data.json"
     reply = run_standalone("json_file", deployment_dict("json-file", {str(target): {"k": "v"}}),
-                           {"HEAT_JSON_FILE_WORKING": str(tmp_path / "w"),
-            "HEAT_JSON_FILE_OUTPUTS": str(tmp_path / "o"),
-                            "HEAT_JSON_FILE_ALLOWED_DIRS": str(tmp_path)})
+                           {"HEAT_JSON_FILE_ALLOWED_DIRS": str(tmp_path)}, tmp_path)
     assert reply["deploy_status_code"] == 0, reply["deploy_stderr"]
     assert json.loads(target.read_text()) == {"k": "v"}
     reply = run_standalone("json_file", deployment_dict("json-file", {"/etc/../x": 1}, name="n"),
-                           {"HEAT_JSON_FILE_WORKING": str(tmp_path / "w"),
-            "HEAT_JSON_FILE_OUTPUTS": str(tmp_path / "o")})
+                           {}, tmp_path)
     assert reply["deploy_status_code"] != 0 and "may not contain '..'" in reply["deploy_stderr"]

@@ -94,8 +94,7 @@ def test_standalone_speaks_heat_config_abi(tmp_path):
     target = tmp_path / "standalone.txt"
     dep = deployment_dict("puppet", WRITE_MANIFEST % {"target": target},
                           inputs={"greeting": "abi"}, outputs=("result",))
-    reply = run_standalone("puppet", dep, {"HEAT_PUPPET_WORKING": str(tmp_path / "w"),
-                                           "HEAT_PUPPET_OUTPUTS": str(tmp_path / "o")})
+    reply = run_standalone("puppet", dep, {}, tmp_path)
     assert reply["deploy_status_code"] == 0, reply["deploy_stderr"]
     assert reply["result"] == "done-abi"
     assert target.read_text() == "hello abi\n"

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from guestagent import logs, systemd
+    from guestagent import logs
     from guestagent.agent import Agent
 
     try:
@@ -113,6 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.sources_failed:
             log.warning("sources unavailable this pass: %s", ", ".join(result.sources_failed))
         return EXIT_OK if result.ok else EXIT_FAILED
+    from guestagent import systemd  # the daemon only: --once stays small and quick
+
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
     signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())

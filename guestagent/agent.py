@@ -64,6 +64,7 @@ class Agent:
         self._merged_hash: str | None = None
         self._metadata_config_error: str | None = None
         self._settings_key: tuple | None = None
+        self._health: dict[str, str] | None = None
         self.metadata: dict = {}
         self.documents: dict[str, dict] = {}
         self._inhibitor = None
@@ -166,6 +167,10 @@ class Agent:
         if not self.stop_event.is_set():
             self._release_sources()
         self.flush_outbox(result, force=force_signals)
+        failing = {n: self._source_errors.get(n, "unavailable") for n in result.sources_failed}
+        if failing != self._health:
+            self.state.save_health(failing)  # for `guestagent status`; written on change only
+            self._health = failing
         return result
 
     def _refresh(self, digest: str) -> None:

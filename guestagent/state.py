@@ -9,6 +9,7 @@ Layout under the state directory (0700, files 0600):
     deployments/<key>/stdout, stderr   what the hook printed, in full
     hooks/<group>/...              hook working and outputs directories
     lock                           held by the running agent
+    health.json                    sources unreachable on the last pass
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ FINISHED = "finished"
 SIGNALLED = "signalled"
 GONE = "gone"
 DONE_STATES = frozenset({FINISHED, SIGNALLED, GONE})
+# Which sources the agent could not reach on its last pass (read by `guestagent status`).
+HEALTH_FILE = "health.json"
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -248,6 +251,10 @@ class StateDir:
         write_json(self.root / "sources" / f"{safe_component(name)}.json",
                    dataclasses.asdict(cache))
         self._sources[name] = cache
+
+    def save_health(self, sources_failing: dict[str, str]) -> None:
+        """Record which sources are unreachable (callers write it only when it changes)."""
+        write_json(self.root / HEALTH_FILE, {"sources_failing": sources_failing})
 
     # -- journal --------------------------------------------------------
     def journal(self) -> dict[str, JournalEntry]:

@@ -77,8 +77,9 @@ if [ "$FRESH" = 0 ] && [ "$(cat "$LAB/data/.stamp" 2>/dev/null)" = "$STAMP" ]; t
 else
   "$HERE/stop.sh"
   rm -rf "$LAB/data" "$LAB/keys"
-  # a new lab starts new service logs; times.log keeps the history
-  find "$LOGS" -maxdepth 1 -type f ! -name times.log -delete
+  # a new lab starts new service logs; times.log keeps the history and
+  # setup.out is the e2e fixture's record of this very run
+  find "$LOGS" -maxdepth 1 -type f ! -name times.log ! -name setup.out -delete
   mkdir -p "$LAB/data/locks" "$LAB/keys"
   T=$(now)
   # Heat's schema does not depend on Keystone: build it meanwhile
@@ -96,7 +97,9 @@ else
   km credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)" & CRED=$!
   km db_sync && km bootstrap --bootstrap-password "$ADMIN_PASSWORD" \
     --bootstrap-region-id "$REGION" \
-    --bootstrap-public-url "http://$LAB_HOST:$KEYSTONE_PORT/v3" & KDB=$!
+    --bootstrap-public-url "http://$LAB_HOST:$KEYSTONE_PORT/v3" \
+    --bootstrap-internal-url "http://$LAB_HOST:$KEYSTONE_PORT/v3" \
+    --bootstrap-admin-url "http://$LAB_HOST:$KEYSTONE_PORT/v3" & KDB=$!
   for job in $FERNET $CRED $KDB; do
     wait "$job" || { tail -20 "$LOGS/keystone-manage.log" >&2; exit 1; }
   done
@@ -106,6 +109,8 @@ else
   "$LAB/venv-keystone/bin/python" "$HERE/bootstrap_keystone.py"
   timed "keystone objects for heat" "$(since "$T")"
   wait $HEATDB || { tail -20 "$LOGS/heat-manage.log" >&2; exit 1; }
+  # SQLite would re-use deleted ids, which Heat's updates do not survive
+  "$LAB/venv-heat/bin/python" "$HERE/sqlite_autoincrement.py" "$LAB/data/heat.sqlite"
   echo "$STAMP" > "$LAB/data/.stamp"
 fi
 

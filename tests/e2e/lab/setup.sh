@@ -30,23 +30,26 @@ T0=$(now)
 timed() { echo "$(date -Is) $1: $2 s" >> "$LOGS/times.log"; log "$1: $2 s"; }
 
 # --- 1. virtualenvs, one per service, from exact pins -----------------------
-# A venv is re-used while its stamp (pins + interpreter) matches.
+# A venv is re-used while its stamp (pins + interpreter) matches. The pins
+# are complete, so pip need not resolve (--no-deps). The two installs run
+# side by side: they are mostly waiting on downloads. pip's cache keeps the
+# wheels it builds (ovs); the index's answers here carry no cache headers,
+# so downloads are not cached.
 venv_stamp() { { cat "$HERE/requirements-$1.txt"; "$PY" -VV; } | sha256sum | cut -d' ' -f1; }
 install_venv() {
-  local name=$1 venv=$LAB/venv-$1 stamp t
-  stamp=$(venv_stamp "$name")
+  local venv=$LAB/venv-$1 stamp t
+  stamp=$(venv_stamp "$1")
   if [ "$REINSTALL" = 0 ] && [ "$(cat "$venv/.stamp" 2>/dev/null)" = "$stamp" ]; then
     return 0
   fi
   t=$(now)
   rm -rf "$venv"
   "$PY" -m venv "$venv"
-  # pip's cache (PIP_CACHE_DIR or ~/.cache/pip) makes re-installs cheap
-  "$venv/bin/pip" install --disable-pip-version-check -q \
-    -r "$HERE/requirements-$name.txt" > "$LOGS/pip-$name.log" 2>&1 || {
-    tail -20 "$LOGS/pip-$name.log" >&2; return 1; }
+  "$venv/bin/pip" install --disable-pip-version-check -q --no-deps \
+    -r "$HERE/requirements-$1.txt" > "$LOGS/pip-$1.log" 2>&1 || {
+    tail -20 "$LOGS/pip-$1.log" >&2; return 1; }
   echo "$stamp" > "$venv/.stamp"
-  timed "install venv-$name ($(du -sh "$venv" | cut -f1))" "$(since "$t")"
+  timed "install venv-$1 ($(du -sh "$venv" | cut -f1))" "$(since "$t")"
 }
 T=$(now)
 install_venv keystone & KPID=$!

@@ -68,19 +68,22 @@ def current() -> Lab:
     return Lab(Path(os.environ.get("HEATLAB_DIR", DEFAULT_DIR)), settings())
 
 
-def _run(script: str, timeout: float, log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as out:
-        try:
-            result = subprocess.run(["bash", str(SCRIPTS / script)], stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise LabError(f"{script} did not finish in {timeout:.0f} s; see {log}") from None
+def _run(lab: Lab, script: str, timeout: float) -> None:
+    """Run one of the lab's scripts; keep its output in the lab's logs."""
+    try:
+        result = subprocess.run(["bash", str(SCRIPTS / script)], capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{script} did not finish in {timeout:.0f} s") from None
+    output = result.stdout + result.stderr
+    # only once the script made the lab directory: a refused HEATLAB_DIR
+    # (inside the git tree) must not be created here either
+    if lab.logs.is_dir():
+        with open(lab.logs / f"{script}.out", "a") as log:
+            log.write(output)
     if result.returncode != 0:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
-        raise LabError(f"{script} failed with exit status {result.returncode}; "
-                       f"end of {log}:\n{tail}")
+        tail = "".join(output.splitlines(keepends=True)[-25:])
+        raise LabError(f"{script} failed with exit status {result.returncode}:\n{tail}")
 
 
 def ensure_running(lab: Lab) -> bool:
@@ -90,10 +93,10 @@ def ensure_running(lab: Lab) -> bool:
     stop them), False when they were running already. Raises LabError.
     """
     was_running = lab.running()
-    _run("setup.sh", SETUP_TIMEOUT, lab.logs / "setup.out")
+    _run(lab, "setup.sh", SETUP_TIMEOUT)
     return not was_running
 
 
 def stop(lab: Lab) -> None:
     """Stop the lab's services. Raises LabError."""
-    _run("stop.sh", STOP_TIMEOUT, lab.logs / "stop.out")
+    _run(lab, "stop.sh", STOP_TIMEOUT)

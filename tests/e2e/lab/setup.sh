@@ -80,9 +80,8 @@ if [ "$FRESH" = 0 ] && [ "$(cat "$LAB/data/.stamp" 2>/dev/null)" = "$STAMP" ]; t
 else
   "$HERE/stop.sh"
   rm -rf "$LAB/data" "$LAB/keys"
-  # a new lab starts new service logs; times.log keeps the history and
-  # setup.out is the e2e fixture's record of this very run
-  find "$LOGS" -maxdepth 1 -type f ! -name times.log ! -name setup.out -delete
+  # a new lab starts new service logs; times.log keeps the history
+  find "$LOGS" -maxdepth 1 -type f ! -name times.log ! -name '*.sh.out' -delete
   mkdir -p "$LAB/data/locks" "$LAB/keys"
   T=$(now)
   # Heat's schema does not depend on Keystone: build it meanwhile

@@ -65,6 +65,7 @@ start_heat() {
 case $WHAT in
   keystone) start_keystone ;;
   heat) start_heat ;;
-  all) start_keystone; start_heat ;;
+  # Heat needs Keystone only once requests come: start both at once
+  all) start_keystone & KEYSTONE=$!; start_heat; wait $KEYSTONE ;;
   *) echo "usage: $0 [all|keystone|heat]" >&2; exit 2 ;;
 esac

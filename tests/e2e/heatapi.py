@@ -165,8 +165,13 @@ class HeatClient:
         self._call("PATCH", f"stacks/{stack.ref}", json={"parameters": parameters})
 
     def delete_stack(self, stack: Stack, timeout: float = 120) -> None:
-        """Delete the stack and wait until Heat no longer lists it."""
-        self._call("DELETE", f"stacks/{stack.ref}")
+        """Delete the stack and wait until Heat no longer lists it (gone already: fine)."""
+        reply = self.http.delete(f"{self.url}/stacks/{stack.ref}", timeout=HTTP_TIMEOUT)
+        if reply.status_code == 404:
+            return
+        if not reply.ok:
+            raise requests.HTTPError(f"DELETE {stack.ref}: {reply.status_code} {reply.text[:500]}",
+                                     response=reply)
 
         def gone() -> bool | None:
             reply = self.http.get(f"{self.url}/stacks/{stack.ref}", timeout=HTTP_TIMEOUT)
@@ -226,7 +231,8 @@ class StackFactory:
 
     def delete(self, stack: Stack, timeout: float = 120) -> None:
         """Delete one stack now and wait until it is gone."""
-        self.live = [s for s in self.live if s.id != stack.id]
+        if stack in self.live:
+            self.live.remove(stack)  # one atomic step: tests may delete from threads
         self.heat.delete_stack(stack, timeout)
 
     def delete_all(self) -> None:

@@ -50,22 +50,27 @@ class Lab:
         return self.dir / "logs"
 
     def running(self) -> bool:
-        """True when both services' PID files name live processes."""
+        """True when both services' PID files name live processes of this lab.
+
+        Mirrors ``running`` in lab/common.sh: a zombie counts as gone, and a
+        process whose command line does not name the lab directory is not
+        the lab's (its PID file is stale and the PID was reused).
+        """
         for name in ("keystone", "heat"):
             try:
                 pid = int((self.dir / "run" / f"{name}.pid").read_text())
-                # a zombie not yet reaped has exited all the same
                 state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except (OSError, ValueError):
                 return False
-            if state == "Z":
+            if state == "Z" or f"{self.dir}/".encode() not in cmdline:
                 return False
         return True
 
 
 def current() -> Lab:
     """The lab chosen by $HEATLAB_DIR (or the default directory)."""
-    return Lab(Path(os.environ.get("HEATLAB_DIR", DEFAULT_DIR)), settings())
+    return Lab(Path(os.environ.get("HEATLAB_DIR", DEFAULT_DIR)).resolve(), settings())
 
 
 def _run(lab: Lab, script: str, timeout: float) -> None:

@@ -6,13 +6,14 @@ deployments in the server's metadata through the Heat API and through
 heat-api-cfn, and signals that complete (or fail) the deployment.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import pytest
 import requests
 
 from tests.e2e import guest
-from tests.e2e.heatapi import HeatClient, StackFactory, poll
+from tests.e2e.heatapi import HeatClient, Stack, StackFactory, poll
 
 
 def script_result(message: str, status: int = 0) -> dict:
@@ -114,3 +115,20 @@ def test_nonzero_status_fails_the_deployment(heat: HeatClient, stacks: StackFact
     assert guest.heat_signal(deployment, script_result("bad", status=3)).status_code == 200
     heat.wait_for_status(stack, "CREATE_FAILED")
     assert "non-zero status code: 3" in heat.show(stack)["stack_status_reason"]
+
+
+def test_parallel_stacks(heat: HeatClient, stacks: StackFactory) -> None:
+    """Several deployments at once: SQLite and Keystone hold under concurrency."""
+    def deploy(number: int) -> Stack:
+        message = f"parallel {number}"
+        stack = stacks.create(message=message)
+        deployment = wait_for_deployment(
+            lambda: guest.heat_metadata(stack.os_collect_config["heat"]), "CREATE")
+        assert guest.heat_signal(deployment, script_result(message)).status_code == 200
+        assert heat.wait_for_status(stack, "CREATE_COMPLETE")["result"] == f"done: {message}"
+        return stack
+
+    with ThreadPoolExecutor(3) as pool:
+        created = list(pool.map(deploy, range(3)))
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(stacks.delete, created))

@@ -26,8 +26,14 @@ log() { echo "lab: $*"; }
 
 # true while process $1 runs (a zombie nobody reaped yet counts as gone)
 alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-# true when the PID file $RUN/$1.pid names a live process
-running() { [ -f "$RUN/$1.pid" ] && alive "$(cat "$RUN/$1.pid")"; }
+# true when the PID file $RUN/$1.pid names a live process of this lab (its
+# command line names $LAB), so a stale file whose PID was reused by some
+# other program is never taken for, or stopped as, a lab service
+running() {
+  local pid
+  pid=$(cat "$RUN/$1.pid" 2>/dev/null) && alive "$pid" &&
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "$LAB/"
+}
 
 # serialise setup/start/stop between concurrent callers (e.g. two test runs)
 # (a script called by one that holds the lock, e.g. setup.sh -> start.sh,

@@ -11,6 +11,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 WHAT=${1:-all}
 WAIT_SECONDS=${HEATLAB_START_TIMEOUT:-120}
+PY=${HEATLAB_PYTHON:-python3}
 
 [ -f "$LAB/etc/heat.conf" ] || { echo "lab: $LAB is not set up; run $HERE/setup.sh" >&2; exit 1; }
 lab_lock
@@ -45,9 +46,9 @@ launch() {
   log "$name up in $took s (pid $pid)"
   echo "$(date -Is) start $name: $took s" >> "$LOGS/times.log"
 }
-PY=${HEATLAB_PYTHON:-python3}
 
 start_keystone() {
+  running keystone && return 0
   OS_KEYSTONE_CONFIG_FILES=$LAB/etc/keystone.conf \
   launch keystone "http://$LAB_HOST:$KEYSTONE_PORT/v3" -- \
     "$LAB/venv-keystone/bin/gunicorn" --no-control-socket \
@@ -55,6 +56,8 @@ start_keystone() {
     --workers 1 --threads 8 --timeout 120 \
     --access-logfile "$LOGS/keystone-access.log" \
     keystone_wsgi:application
+  "$LAB/venv-keystone/bin/python" "$HERE/keystone_warmup.py" || {
+    echo "lab: keystone answers but its first token validation failed" >&2; exit 1; }
 }
 
 start_heat() {

@@ -1,0 +1,23 @@
+"""Let Keystone finish its lazy start-up before concurrent requests come.
+
+Keystone sets parts of itself up (its policy enforcer among them) on the
+first request that needs them. A burst of concurrent first requests, such
+as Heat validating several tokens at once right after a start, then gets
+spurious 403 "not authorized to perform identity:validate_token" and 500
+answers. start.sh runs this right after Keystone answers: one login and one
+token validation, alone. Reads the lab's settings from the environment.
+"""
+
+import os
+
+import requests
+
+url = f"http://{os.environ['LAB_HOST']}:{os.environ['KEYSTONE_PORT']}/v3/auth/tokens"
+login = requests.post(url, timeout=60, json={"auth": {
+    "identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"id": "default"}, "password": os.environ["ADMIN_PASSWORD"]}}},
+    "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+login.raise_for_status()
+token = login.headers["X-Subject-Token"]
+requests.get(url, headers={"X-Auth-Token": token, "X-Subject-Token": token},
+             timeout=60).raise_for_status()

@@ -8,8 +8,8 @@ session started is stopped at its end unless HEATLAB_KEEP=1.
 """
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

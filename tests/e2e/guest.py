@@ -83,7 +83,7 @@ def cfn_metadata(occ_cfn: dict) -> dict:
     reply.raise_for_status()
     detail = ElementTree.fromstring(reply.content).find(
         "DescribeStackResourceResult/StackResourceDetail/Metadata")
-    if detail is None:
+    if detail is None or detail.text is None:
         raise ValueError(f"no Metadata in the CFN answer: {reply.text[:300]}")
     metadata = json.loads(detail.text)
     for key in rest.split(".")[1:]:  # what follows "Metadata"

@@ -6,8 +6,8 @@ deployments in the server's metadata through the Heat API and through
 heat-api-cfn, and signals that complete (or fail) the deployment.
 """
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import pytest
 import requests

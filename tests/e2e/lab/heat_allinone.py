@@ -18,7 +18,8 @@ import signal
 import socketserver
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from wsgiref import simple_server
 
 from oslo_service import backend

@@ -1,0 +1,56 @@
+"""`heat` (POLL_SERVER_HEAT): the server's metadata from the Heat API, logged in with Keystone v3.
+
+The token is kept across polls (guestagent.keystone) until it nears expiry or a 401 comes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import requests
+
+from guestagent import keystone
+from guestagent.collectors.base import Collected
+from guestagent.collectors.openstack import credentials
+from guestagent.collectors.replies import describe, json_reply
+from guestagent.errors import KeystoneError, SourceNotConfigured, SourceUnavailable
+
+
+@dataclass
+class Heat:
+    creds: keystone.Credentials
+    stack_id: str
+    resource_name: str
+    name: str = "heat"
+
+    def collect(self, previous=None) -> Collected:
+        """GET <orchestration>/stacks/<stack_id>/resources/<resource_name>/metadata."""
+        try:
+            ks = keystone.client(self.creds)
+            url = (f"{ks.endpoint('orchestration')}/stacks/{_path(self.stack_id)}"
+                   f"/resources/{quote(self.resource_name, safe='')}/metadata")
+            resp = ks.request("GET", url, headers={"Accept": "application/json"})
+        except KeystoneError as exc:
+            raise SourceUnavailable(self.name, exc.reason) from exc
+        except requests.RequestException as exc:
+            raise SourceUnavailable(self.name, f"Heat API unreachable: {type(exc).__name__}") from exc
+        body = json_reply(self.name, describe("GET", url), resp)
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        if not isinstance(metadata, dict):
+            raise SourceUnavailable(self.name, f"{describe('GET', url)}: reply has no "
+                                               "\"metadata\" object")
+        return Collected(metadata)
+
+
+def _path(stack_id: str) -> str:
+    # stack_id is "<name>/<uuid>": keep the slash, escape the rest.
+    return "/".join(quote(part, safe="") for part in stack_id.split("/"))
+
+
+def build(options: dict) -> Heat:
+    creds = credentials("heat", options, extra=("stack_id", "resource_name"))
+    stack_id = str(options["stack_id"])
+    if stack_id.count("/") != 1:
+        raise SourceNotConfigured(f"heat: stack_id must be <stack name>/<stack id>, not {stack_id!r}")
+    return Heat(creds, stack_id, str(options["resource_name"]))

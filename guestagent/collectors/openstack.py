@@ -1,0 +1,33 @@
+"""What the heat and zaqar sources share: Keystone credentials and TLS settings from options."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from guestagent.errors import SourceNotConfigured
+from guestagent.keystone import Credentials
+
+_REQUIRED = ("auth_url", "user_id", "password", "project_id")
+
+
+def verify_option(options: Mapping[str, Any]) -> bool | str:
+    """TLS verification: a CA bundle path when given, off only when `insecure` is set."""
+    ca = options.get("ca_certificate") or options.get("ca_file")  # ca_file: old [zaqar] name
+    if ca:
+        return str(ca)
+    return not _truthy(options.get("insecure", False))
+
+
+def credentials(source: str, options: Mapping[str, Any], extra: tuple[str, ...] = ()) -> Credentials:
+    """Keystone credentials from a source's options; SourceNotConfigured naming what is missing."""
+    missing = [k for k in _REQUIRED + extra if not options.get(k)]
+    if missing:
+        raise SourceNotConfigured(f"{source}: missing option(s) {', '.join(missing)}")
+    return Credentials(auth_url=str(options["auth_url"]), user_id=str(options["user_id"]),
+                       password=str(options["password"]), project_id=str(options["project_id"]),
+                       region_name=options.get("region_name") or None,
+                       verify=verify_option(options))
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")

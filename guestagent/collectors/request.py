@@ -1,0 +1,47 @@
+"""`request` (POLL_TEMP_URL): one conditional GET per poll of a URL serving the metadata JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import requests
+
+from guestagent import http
+from guestagent.collectors.base import NOT_MODIFIED, Collected
+from guestagent.collectors.replies import json_reply
+from guestagent.errors import SourceNotConfigured, SourceUnavailable
+from guestagent.state import SourceCache
+
+
+@dataclass
+class Request:
+    url: str
+    verify: bool | str = True
+    name: str = "request"
+
+    def collect(self, previous: SourceCache | None = None):
+        headers = {"Accept": "application/json"}
+        if previous is not None:
+            if previous.etag:
+                headers["If-None-Match"] = previous.etag
+            if previous.last_modified:
+                headers["If-Modified-Since"] = previous.last_modified
+        where = http.redact_url(self.url)
+        try:
+            resp = http.request("GET", self.url, headers=headers, verify=self.verify)
+        except requests.RequestException as exc:
+            raise SourceUnavailable(self.name, f"GET {where}: {type(exc).__name__}") from exc
+        if resp.status_code == 304 and previous is not None:
+            return NOT_MODIFIED
+        document = json_reply(self.name, f"GET {where}", resp)
+        if not isinstance(document, dict):
+            raise SourceUnavailable(self.name, f"GET {where}: body is not a JSON object")
+        return Collected(document, etag=resp.headers.get("ETag"),
+                         last_modified=resp.headers.get("Last-Modified"))
+
+
+def build(options: dict) -> Request:
+    url = options.get("metadata_url")
+    if not url:
+        raise SourceNotConfigured("request: no metadata_url")
+    return Request(url=url, verify=options.get("ca_certificate") or options.get("verify", True))

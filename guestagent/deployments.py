@@ -1,0 +1,208 @@
+"""The deployment model parsed from metadata, validated, and the plan of what to run.
+
+Heat lists every deployment of the server in the metadata each time; this
+module turns that list into `Deployment` records (a malformed one becomes
+a record with `problem` set, so it can still be failed and signalled) and
+decides which of them run this pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from guestagent.errors import InvalidDeployment
+
+# Groups whose config is data for the template tree, not something a hook runs.
+DATA_GROUPS = frozenset({"os-apply-config", "Heat::Ungrouped"})
+ACTIONS = frozenset({"CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME"})
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment (Heat's derived config) as the agent runs it."""
+
+    key: str                     # journal key: the id, or a stable stand-in when id is unusable
+    id: str
+    name: str
+    group: str
+    config: Any
+    options: Mapping[str, Any]
+    inputs: tuple[Mapping[str, Any], ...]
+    outputs: tuple[Mapping[str, Any], ...]
+    raw: Mapping[str, Any] = field(repr=False)
+    problem: InvalidDeployment | None = None
+
+    @property
+    def label(self) -> str:
+        """How logs and errors name it: `name (id)`."""
+        return f"{self.name} ({self.id})" if self.name and self.name != self.id else self.id
+
+    def input_values(self) -> dict[str, Any]:
+        """Inputs by name: `value`, else `default`, else None."""
+        values: dict[str, Any] = {}
+        for item in self.inputs:
+            values[item["name"]] = item["value"] if "value" in item else item.get("default")
+        return values
+
+    @property
+    def action(self) -> str:
+        action = self.input_values().get("deploy_action")
+        return action if isinstance(action, str) and action else "CREATE"
+
+    @property
+    def timeout(self) -> float | None:
+        value = self.options.get("timeout")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return None
+
+    def hook_input(self) -> dict[str, Any]:
+        """The JSON a heat-config hook reads on stdin (options never null)."""
+        data = dict(self.raw)
+        data["options"] = dict(self.options)
+        return data
+
+
+def parse(document: Mapping[str, Any]) -> list[Deployment]:
+    """Parse the `deployments` list of a metadata document; never raises for one bad item."""
+    items = document.get("deployments")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise InvalidDeployment("(all)", "deployments", f"must be a list, not {type(items).__name__}")
+    result = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        dep = parse_one(item, index)
+        if dep.key in seen:
+            continue  # the same id twice: run it once
+        seen.add(dep.key)
+        result.append(dep)
+    return result
+
+
+def parse_one(item: Any, index: int = 0) -> Deployment:
+    """Parse one deployment object; problems are recorded, not raised."""
+    raw = item if isinstance(item, dict) else {}
+    dep_id = raw.get("id")
+    if isinstance(dep_id, str) and dep_id.strip():
+        key = dep_id
+    else:
+        # No usable id: key it by content so it is failed and signalled exactly once.
+        blob = json.dumps(item, sort_keys=True, default=str).encode()
+        key = "invalid-" + hashlib.sha256(blob).hexdigest()[:24]
+        dep_id = dep_id if isinstance(dep_id, str) and dep_id else f"deployments[{index}]"
+    name = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else dep_id
+    options = raw.get("options")
+    fields = dict(key=key, id=dep_id, name=name,
+                  group=raw.get("group") if isinstance(raw.get("group"), str) else "",
+                  config=raw.get("config"),
+                  options=options if isinstance(options, dict) else {},
+                  inputs=tuple(i for i in raw.get("inputs") or () if isinstance(i, dict)
+                               and isinstance(i.get("name"), str)),
+                  outputs=tuple(o for o in raw.get("outputs") or () if isinstance(o, dict)
+                                and isinstance(o.get("name"), str)),
+                  raw=raw)
+    try:
+        _validate(item, index)
+    except InvalidDeployment as exc:
+        return Deployment(**fields, problem=exc)
+    return Deployment(**fields)
+
+
+def _validate(item: Any, index: int) -> None:
+    if not isinstance(item, dict):
+        raise InvalidDeployment(f"deployments[{index}]", "(item)",
+                                f"must be a JSON object, not {type(item).__name__}")
+    label = item.get("name") or item.get("id") or f"deployments[{index}]"
+    label = f"{label} ({item['id']})" if item.get("name") and item.get("id") else str(label)
+
+    def bad(fld: str, why: str) -> InvalidDeployment:
+        return InvalidDeployment(label, fld, why)
+
+    if not isinstance(item.get("id"), str) or not item["id"].strip():
+        raise bad("id", "missing or not a non-empty string")
+    if not isinstance(item.get("group"), str) or not item["group"].strip():
+        raise bad("group", "missing or not a non-empty string")
+    if "config" not in item:
+        raise bad("config", "missing")
+    if item.get("options") is not None and not isinstance(item["options"], dict):
+        raise bad("options", "must be an object or null")
+    for list_name in ("inputs", "outputs"):
+        value = item.get(list_name)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            raise bad(list_name, "must be a list")
+        for pos, entry in enumerate(value):
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
+                    or not entry["name"]:
+                raise bad(f"{list_name}[{pos}].name", "missing or not a string")
+            if "=" in entry["name"] or "\0" in entry["name"]:
+                raise bad(f"{list_name}[{pos}].name", "may not contain '=' or NUL")
+            if list_name == "outputs" and ("/" in entry["name"] or entry["name"] in (".", "..")):
+                raise bad(f"outputs[{pos}].name", "may not contain '/' (it names a file)")
+    action = None
+    for entry in item.get("inputs") or ():
+        if entry.get("name") == "deploy_action":
+            action = entry.get("value")
+    if action is not None and action not in ACTIONS:
+        raise bad("inputs.deploy_action", f"unknown action {action!r}")
+
+
+def resolve_component(dep: Deployment) -> Deployment | None:
+    """For group `component`, the entry of `config.configs` for the current action, run as its tool.
+
+    Returns None when no entry lists the action (nothing to do for it).
+    """
+    config = dep.config
+    if not isinstance(config, dict) or not isinstance(config.get("configs"), list):
+        raise InvalidDeployment(dep.label, "config.configs", "must be a list of configs")
+    for pos, entry in enumerate(config["configs"]):
+        if not isinstance(entry, dict):
+            raise InvalidDeployment(dep.label, f"config.configs[{pos}]", "must be an object")
+        actions = entry.get("actions") or ["CREATE", "UPDATE"]
+        if dep.action not in actions:
+            continue
+        tool = entry.get("tool")
+        if not isinstance(tool, str) or not tool:
+            raise InvalidDeployment(dep.label, f"config.configs[{pos}].tool", "missing")
+        raw = dict(dep.raw, group=tool, config=entry.get("config", ""))
+        return Deployment(key=dep.key, id=dep.id, name=dep.name, group=tool,
+                          config=raw["config"], options=dep.options, inputs=dep.inputs,
+                          outputs=dep.outputs, raw=raw)
+    return None
+
+
+@dataclass
+class Plan:
+    """What one pass does: deployments to run in order, journal keys no longer in metadata."""
+
+    to_run: list[Deployment]
+    gone: list[str]
+
+
+def plan(deployments: Iterable[Deployment], journal: Mapping[str, Any],
+         already_deployed: "callable[[str], bool]" = lambda _id: False) -> Plan:
+    """Every deployment not yet finished, in list order; and journal keys that vanished.
+
+    `journal` maps keys to JournalEntry; `already_deployed(id)` says whether an
+    old agent's marker shows the id as done.
+    """
+    from guestagent.state import DONE_STATES, GONE  # state imports nothing of ours back
+
+    deployments = list(deployments)
+    present = {d.key for d in deployments}
+    to_run = []
+    for dep in deployments:
+        entry = journal.get(dep.key)
+        if entry is not None and entry.state in DONE_STATES:
+            continue
+        if entry is None and already_deployed(dep.id):
+            continue
+        to_run.append(dep)
+    gone = [key for key, entry in journal.items() if key not in present and entry.state != GONE]
+    return Plan(to_run=to_run, gone=gone)

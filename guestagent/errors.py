@@ -1,0 +1,62 @@
+"""Typed errors: each carries the context a person needs to act on it."""
+
+from __future__ import annotations
+
+
+class GuestAgentError(Exception):
+    """Base of every error guestagent raises on purpose."""
+
+
+class ConfigError(GuestAgentError):
+    """The agent's own configuration (file, command line, metadata key) is wrong."""
+
+
+class SourceNotConfigured(GuestAgentError):
+    """A collector lacks the settings it needs; it is skipped quietly."""
+
+
+class SourceUnavailable(GuestAgentError):
+    """A collector could not fetch its document this pass; its last good copy stays in effect."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"source {source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class InvalidDeployment(GuestAgentError):
+    """A deployment in the metadata is malformed; names the deployment and the field."""
+
+    def __init__(self, deployment: str, field: str, reason: str):
+        super().__init__(f"deployment {deployment}: field {field!r}: {reason}")
+        self.deployment = deployment
+        self.field = field
+        self.reason = reason
+
+
+class HookNotFound(GuestAgentError):
+    """No built-in or external hook handles a deployment's group."""
+
+
+class HookFailed(GuestAgentError):
+    """A hook could not produce a result (tool missing, bad reply); the deployment fails."""
+
+
+class SignalFailed(GuestAgentError):
+    """A signal could not be delivered; `transient` says whether retrying may help."""
+
+    def __init__(self, message: str, transient: bool):
+        super().__init__(message)
+        self.transient = transient
+
+
+class StateError(GuestAgentError):
+    """The state directory cannot be read or written (permissions, full disk)."""
+
+
+class KeystoneError(SourceUnavailable):
+    """Login or catalog lookup failed; `transient` is False when credentials were refused."""
+
+    def __init__(self, reason: str, transient: bool = True):
+        super().__init__("keystone", reason)
+        self.transient = transient

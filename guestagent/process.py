@@ -1,0 +1,182 @@
+"""The one place that starts child processes.
+
+Every child runs in its own process group with a timeout after which the
+whole group is killed. Its stdout and stderr go to files, never pipes, so
+memory stays bounded whatever it prints, the full text stays on disk, and
+a grandchild left running in the background cannot hang the agent by
+holding a pipe open. Secrets travel in the environment or on stdin, never
+on argv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+# How long a group gets between SIGTERM and SIGKILL.
+KILL_GRACE = 5.0
+# Default cap on what is read back from a capture file into memory.
+READ_LIMIT = 1024 * 1024
+
+_running: set[int] = set()
+_running_lock = threading.Lock()
+
+
+@dataclass
+class ProcessResult:
+    """How a child ended and where its output is."""
+
+    argv: list[str]
+    returncode: int
+    timed_out: bool
+    stdout_path: Path
+    stderr_path: Path
+    duration: float
+
+    @property
+    def status_code(self) -> int:
+        """Exit code, or 128+signal when killed (shell convention), 124 on timeout."""
+        if self.timed_out:
+            return 124
+        if self.returncode < 0:
+            return 128 - self.returncode
+        return self.returncode
+
+    def stdout(self, limit: int = READ_LIMIT) -> str:
+        return read_capped(self.stdout_path, limit)
+
+    def stderr(self, limit: int = READ_LIMIT) -> str:
+        return read_capped(self.stderr_path, limit)
+
+
+def read_capped(path: Path, limit: int = READ_LIMIT) -> str:
+    """Read a text file, keeping its head and tail when it is longer than `limit` bytes."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            if size <= limit:
+                return fh.read().decode("utf-8", "replace")
+            half = limit // 2
+            head = fh.read(half)
+            fh.seek(size - half)
+            tail = fh.read()
+    except FileNotFoundError:
+        return ""
+    cut = size - len(head) - len(tail)
+    return (head.decode("utf-8", "replace")
+            + f"\n[... guestagent cut {cut} bytes; full text in {path} ...]\n"
+            + tail.decode("utf-8", "replace"))
+
+
+def env_value(value: Any) -> str:
+    """How an input value reaches a child's environment: text as is, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value)
+
+
+def child_env(base: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None
+              ) -> dict[str, str]:
+    """The environment for a child: `base` (default: ours) plus `extra` rendered by env_value."""
+    env = dict(os.environ if base is None else base)
+    for name, value in (extra or {}).items():
+        env[name] = env_value(value)
+    return env
+
+
+def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
+        stdin: bytes | None = None, env: Mapping[str, str] | None = None,
+        cwd: Path | None = None, timeout: float = 3600.0) -> ProcessResult:
+    """Run `argv` to completion or timeout; output goes to the two paths (0600, truncated)."""
+    argv = [str(a) for a in argv]
+    start = time.monotonic()
+    with _open_capture(stdout_path) as out, _open_capture(stderr_path) as err:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=out, stderr=err, env=dict(env) if env is not None else None,
+            cwd=str(cwd) if cwd else None, start_new_session=True, close_fds=True)
+    with _running_lock:
+        _running.add(proc.pid)
+    timed_out = False
+    try:
+        if stdin is not None:
+            _feed(proc, stdin)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+    finally:
+        with _running_lock:
+            _running.discard(proc.pid)
+        if proc.returncode is None:  # interrupted (KeyboardInterrupt, agent stopping)
+            _kill_group(proc)
+    return ProcessResult(argv, proc.returncode, timed_out, Path(stdout_path),
+                         Path(stderr_path), time.monotonic() - start)
+
+
+def terminate_all(grace: float = KILL_GRACE) -> None:
+    """Stop every running child group: SIGTERM, then SIGKILL after `grace` seconds."""
+    with _running_lock:
+        pids = list(_running)
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.05)
+        _signal_group(pid, signal.SIGKILL)
+
+
+def _open_capture(path: Path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _feed(proc: subprocess.Popen, data: bytes) -> None:
+    # A writer thread: a child that never reads stdin must not block us past its timeout.
+    def write() -> None:
+        try:
+            proc.stdin.write(data)
+        except (BrokenPipeError, OSError):
+            pass
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+    threading.Thread(target=write, daemon=True).start()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc.pid, signal.SIGKILL)  # also reaps grandchildren that ignored TERM
+    proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False

@@ -1,0 +1,62 @@
+"""Fixtures shared by the hook tests: a hook context in a temp dir and a deployment builder."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guestagent.deployments import Deployment, parse_one
+from guestagent.hooks.base import HookContext
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> HookContext:
+    return HookContext(work_dir=tmp_path / "work", outputs_dir=tmp_path / "outputs",
+                       capture_dir=tmp_path / "capture", timeout=300)
+
+
+def deployment_dict(group: str, config, *, name: str = "dep", inputs: dict | None = None,
+                    outputs: tuple[str, ...] = (), options: dict | None = None,
+                    action: str = "CREATE", dep_id: str | None = None) -> dict:
+    """A deployment as Heat puts it in the metadata (well-known inputs appended)."""
+    items = [{"name": k, "type": "String", "value": v} for k, v in (inputs or {}).items()]
+    items += [{"name": "deploy_action", "value": action},
+              {"name": "deploy_server_id", "value": "server-1"},
+              {"name": "deploy_stack_id", "value": "stack/1234"},
+              {"name": "deploy_resource_name", "value": name}]
+    return {"id": dep_id or f"id-{next(_ids):04d}-{os.getpid()}", "name": name, "group": group,
+            "config": config, "options": options, "inputs": items,
+            "outputs": [{"name": o} for o in outputs]}
+
+
+def make(group: str, config, **kw) -> Deployment:
+    dep = parse_one(deployment_dict(group, config, **kw))
+    assert dep.problem is None, dep.problem
+    return dep
+
+
+def run_standalone(module: str, deployment: dict, env: dict, tmp_path: Path) -> dict:
+    """`python -m guestagent.hooks.<module>` with the deployment on stdin; its JSON reply.
+
+    Its working and outputs directories are `tmp_path`/w and /o (HEAT_<TOOL>_WORKING/_OUTPUTS).
+    """
+    var = "HEAT_" + deployment["group"].upper().replace("-", "_")
+    dirs = {f"{var}_WORKING": str(tmp_path / "w"), f"{var}_OUTPUTS": str(tmp_path / "o")}
+    proc = subprocess.run([sys.executable, "-m", f"guestagent.hooks.{module}"],
+                          input=json.dumps(deployment).encode(), capture_output=True,
+                          env={**os.environ, **dirs, **env}, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)

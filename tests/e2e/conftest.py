@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import lab as lab_control
+from tests.e2e import labctl
 from tests.e2e.heatapi import HeatClient, StackFactory, keystone_login
 
 ENABLE = "GUESTAGENT_E2E"
@@ -33,20 +33,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def lab() -> Iterator[lab_control.Lab]:
+def lab() -> Iterator[labctl.Lab]:
     """The running lab: set up and started for this session, or re-used."""
-    the_lab = lab_control.current()
+    the_lab = labctl.current()
     try:
-        started = lab_control.ensure_running(the_lab)
-    except lab_control.LabError as error:
+        started = labctl.ensure_running(the_lab)
+    except labctl.LabError as error:
         pytest.fail(f"e2e lab unavailable ({ENABLE}=1): {error}", pytrace=False)
     yield the_lab
     if started and os.environ.get("HEATLAB_KEEP") != "1":
-        lab_control.stop(the_lab)
+        labctl.stop(the_lab)
 
 
 @pytest.fixture(scope="session")
-def heat(lab: lab_control.Lab) -> HeatClient:
+def heat(lab: labctl.Lab) -> HeatClient:
     """Heat's API as the lab's demo user (member, heat_stack_owner)."""
     env = lab.env
     login = keystone_login(lab.keystone_url, env["DEMO_PASSWORD"], user_name=env["DEMO_USER"],

@@ -1,6 +1,6 @@
-# Shared by setup.sh, start.sh and stop.sh (sourced, not executed).
+# Shared by the lab's scripts (sourced, not executed).
 # Defines where the lab lives and small helpers; ports and credentials come
-# from lab.env so that the Python side (tests/e2e/lab.py) reads the same.
+# from lab.env so that the Python side (tests/e2e/labctl.py) reads the same.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB=$(realpath -m "${HEATLAB_DIR:-/var/tmp/guestagent-heatlab}")

@@ -8,16 +8,12 @@ answers. start.sh runs this right after Keystone answers: one login and one
 token validation, alone. Reads the lab's settings from the environment.
 """
 
-import os
-
 import requests
 
-url = f"http://{os.environ['LAB_HOST']}:{os.environ['KEYSTONE_PORT']}/v3/auth/tokens"
-login = requests.post(url, timeout=60, json={"auth": {
-    "identity": {"methods": ["password"], "password": {"user": {
-        "name": "admin", "domain": {"id": "default"}, "password": os.environ["ADMIN_PASSWORD"]}}},
-    "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-login.raise_for_status()
-token = login.headers["X-Subject-Token"]
-requests.get(url, headers={"X-Auth-Token": token, "X-Subject-Token": token},
+from bootstrap_keystone import ENV, KEYSTONE, login
+
+reply = login({"name": "admin", "domain": {"id": "default"}, "password": ENV["ADMIN_PASSWORD"]},
+              {"project": {"name": "admin", "domain": {"id": "default"}}})
+token = reply.headers["X-Subject-Token"]
+requests.get(f"{KEYSTONE}/auth/tokens", headers={"X-Auth-Token": token, "X-Subject-Token": token},
              timeout=60).raise_for_status()

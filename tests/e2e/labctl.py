@@ -50,22 +50,14 @@ class Lab:
         return self.dir / "logs"
 
     def running(self) -> bool:
-        """True when both services' PID files name live processes of this lab.
+        """True when both services run (lab/status.sh decides, from the PID files)."""
+        return subprocess.run(["bash", str(SCRIPTS / "status.sh")], capture_output=True,
+                              stdin=subprocess.DEVNULL, env=self.script_env(),
+                              timeout=30).returncode == 0
 
-        Mirrors ``running`` in lab/common.sh: a zombie counts as gone, and a
-        process whose command line does not name the lab directory is not
-        the lab's (its PID file is stale and the PID was reused).
-        """
-        for name in ("keystone", "heat"):
-            try:
-                pid = int((self.dir / "run" / f"{name}.pid").read_text())
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            except (OSError, ValueError):
-                return False
-            if state == "Z" or f"{self.dir}/".encode() not in cmdline:
-                return False
-        return True
+    def script_env(self) -> dict[str, str]:
+        """The environment for the lab's scripts: this lab's directory."""
+        return {**os.environ, "HEATLAB_DIR": str(self.dir)}
 
 
 def current() -> Lab:
@@ -77,7 +69,7 @@ def _run(lab: Lab, script: str, timeout: float) -> None:
     """Run one of the lab's scripts; keep its output in the lab's logs."""
     try:
         result = subprocess.run(["bash", str(SCRIPTS / script)], capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL, timeout=timeout)
+                                stdin=subprocess.DEVNULL, env=lab.script_env(), timeout=timeout)
     except subprocess.TimeoutExpired:
         raise LabError(f"{script} did not finish in {timeout:.0f} s") from None
     output = result.stdout + result.stderr

@@ -53,6 +53,10 @@ def poll(what: str, probe: Callable[[], T | None], timeout: float,
         time.sleep(interval)
 
 
+def _not_found(error: requests.HTTPError) -> bool:
+    return error.response is not None and error.response.status_code == 404
+
+
 @dataclass
 class Login:
     """A Keystone v3 token with the catalog that came with it."""
@@ -167,18 +171,20 @@ class HeatClient:
 
     def delete_stack(self, stack: Stack, timeout: float = 120) -> None:
         """Delete the stack and wait until Heat no longer lists it (gone already: fine)."""
-        reply = self.http.delete(f"{self.url}/stacks/{stack.ref}", timeout=HTTP_TIMEOUT)
-        if reply.status_code == 404:
+        try:
+            self._call("DELETE", f"stacks/{stack.ref}")
+        except requests.HTTPError as error:
+            if not _not_found(error):
+                raise
             return
-        if not reply.ok:
-            raise requests.HTTPError(f"DELETE {stack.ref}: {reply.status_code} {reply.text[:500]}",
-                                     response=reply)
 
         def gone() -> bool | None:
-            reply = self.http.get(f"{self.url}/stacks/{stack.ref}", timeout=HTTP_TIMEOUT)
-            if reply.status_code == 404:
-                return True
-            body = reply.json()["stack"]
+            try:
+                body = self.show(stack)
+            except requests.HTTPError as error:
+                if _not_found(error):
+                    return True
+                raise
             if body["stack_status"] == "DELETE_FAILED":
                 raise StackFailed(f"{stack.name}: DELETE_FAILED: {body['stack_status_reason']}")
             return True if body["stack_status"] == "DELETE_COMPLETE" else None

@@ -8,6 +8,7 @@ a result caught `finished` is signalled from the outbox.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -51,15 +52,17 @@ class Agent:
     """One agent over one state directory. `run_pass` is a whole pass; `run_forever` the daemon."""
 
     def __init__(self, loaded: config.Loaded, *, clock: Callable[[], float] = time.time,
-                 quick_signal_attempts: int = 3):
+                 sleep: Callable[[float], None] = time.sleep, quick_signal_attempts: int = 3):
         self.loaded = loaded
         self.clock = clock
+        self.sleep = sleep  # in-pass retry waits; tests drive it with `clock` (simulated time)
         self.quick_signal_attempts = quick_signal_attempts
         self.settings = loaded.settings()
         self.state = state.StateDir(self.settings.state_dir).ensure()
         self._collectors: dict[str, tuple[str, Any]] = {}
         self._source_errors: dict[str, str] = {}
         self._merged_hash: str | None = None
+        self._metadata_config_error: str | None = None
         self.metadata: dict = {}
         self.documents: dict[str, dict] = {}
         self._inhibitor = None
@@ -74,7 +77,21 @@ class Agent:
         # After a restart the last good copies (and the credentials they name) are in effect.
         docs = [c.document for c in (self.state.load_source(n) for n in self.settings.collectors) if c]
         self.metadata = merge(docs)
-        self.settings = self.loaded.settings(self.metadata)
+        self.settings = self.settings_for(self.metadata)
+
+    def settings_for(self, metadata: dict) -> config.Settings:
+        """The effective settings; a bad `os-collect-config` key in metadata is reported
+        (once) and ignored, never fatal: metadata is not the operator's file."""
+        try:
+            settings = self.loaded.settings(metadata)
+        except ConfigError as exc:
+            message = f"metadata key os-collect-config ignored: {exc}"
+            if message != self._metadata_config_error:
+                log.error("%s", message)
+            self._metadata_config_error = message
+            return self.loaded.settings()
+        self._metadata_config_error = None
+        return settings
 
     def collect(self, result: PassResult) -> dict:
         """Poll every configured source once; return the merged view of last good copies."""
@@ -121,14 +138,16 @@ class Agent:
         """Collect, run what is new, signal what is pending. Never raises for bad metadata."""
         result = PassResult()
         merged = self.collect(result)
-        settings = self.loaded.settings(merged)
+        settings = self.settings_for(merged)
         if settings.collectors != self.settings.collectors:
             # The metadata named new sources (Heat's os-collect-config key): poll them now.
             self.settings = settings
             merged = self.collect(result)
-            settings = self.loaded.settings(merged)
+            settings = self.settings_for(merged)
         self.settings = settings
         digest = hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
+        # Results from an earlier life reach Heat before new hooks (maybe long ones) run.
+        self.flush_outbox(result, force=force_signals)
         if digest != self._merged_hash:
             self.metadata = merged
             self.last_change = self.clock()
@@ -275,6 +294,10 @@ class Agent:
             return hook.run(dep, self.hook_context(dep))
         except (InvalidDeployment, HookNotFound) as exc:
             return HookResult.failure(str(exc))
+        except StateError as exc:
+            if out_of_space(exc):
+                raise  # the disk, not the deployment: it runs again when there is room
+            return HookResult.failure(f"deployment {dep.label}: {exc}")
         except GuestAgentError as exc:
             return HookResult.failure(f"deployment {dep.label}: {exc}")
         except Exception as exc:  # a bug in one hook must not stop the others or the loop
@@ -357,7 +380,7 @@ class Agent:
             entry.transport = target.transport
             body = signals.trim(response, where)
             retry.quick(lambda: signals.send(target, body),
-                        attempts=self.quick_signal_attempts if force else 1,
+                        attempts=self.quick_signal_attempts if force else 1, sleep=self.sleep,
                         retry_if=lambda e: isinstance(e, SignalFailed) and e.transient)
         except SignalFailed as exc:
             entry.signal_attempts += 1
@@ -423,7 +446,7 @@ class Agent:
         except ConfigError as exc:
             log.error("configuration reload failed, keeping the old one: %s", exc)
             return
-        self.settings = self.loaded.settings(self.metadata)
+        self.settings = self.settings_for(self.metadata)
         log.info("configuration reloaded")
 
     loaded_path: str | None = None
@@ -433,6 +456,12 @@ class Agent:
         self.stop_event.set()
         self.wake.set()
         threading.Thread(target=process.terminate_all, daemon=True).start()
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is a full disk or an exhausted quota."""
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _last_line(text: str, default: str) -> str:

@@ -104,7 +104,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"guestagent: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.once:
-        result = agent.run_pass(force_signals=True)
+        try:
+            result = agent.run_pass(force_signals=True)
+        except StateError as exc:
+            # Full disk or permissions: nothing further was marked done; say why and fail.
+            log.error("cannot make progress: %s", exc)
+            return EXIT_FAILED
         if result.sources_failed:
             log.warning("sources unavailable this pass: %s", ", ".join(result.sources_failed))
         return EXIT_OK if result.ok else EXIT_FAILED

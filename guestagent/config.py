@@ -92,7 +92,8 @@ class Loaded:
             extra = occ.get("collectors")
             if isinstance(extra, list):
                 # A source this agent does not know is ignored, not fatal: metadata is not ours.
-                collectors = _union(collectors, [c for c in extra if c in REGISTRY])
+                collectors = _union(collectors, [c for c in extra
+                                                 if isinstance(c, str) and c in REGISTRY])
         for name in SOURCE_SECTIONS:
             if cli.get(name):
                 layered.setdefault(name, {}).update(cli.pop(name))
@@ -174,10 +175,14 @@ def _validate(data: dict) -> Settings:
     out["collectors"] = collectors
     for key in ("state_dir", "deployed_dir", "os_config_dir"):
         if data.get(key):
+            if not isinstance(data[key], (str, Path)):
+                raise ConfigError(f"{key}: must be a path, not {data[key]!r}")
             out[key] = Path(data[key])
     hooks_dirs = data.get("hooks_dirs") or []
     if isinstance(hooks_dirs, str):
         hooks_dirs = [hooks_dirs]
+    if not isinstance(hooks_dirs, list) or not all(isinstance(d, (str, Path)) for d in hooks_dirs):
+        raise ConfigError(f"hooks_dirs: must be a list of paths, not {hooks_dirs!r}")
     out["hooks_dirs"] = [Path(d) for d in hooks_dirs]
     if data.get("log_level"):
         out["log_level"] = str(data["log_level"]).upper()

@@ -101,16 +101,20 @@ def parse_one(item: Any, index: int = 0) -> Deployment:
                   group=raw.get("group") if isinstance(raw.get("group"), str) else "",
                   config=raw.get("config"),
                   options=options if isinstance(options, dict) else {},
-                  inputs=tuple(i for i in raw.get("inputs") or () if isinstance(i, dict)
-                               and isinstance(i.get("name"), str)),
-                  outputs=tuple(o for o in raw.get("outputs") or () if isinstance(o, dict)
-                                and isinstance(o.get("name"), str)),
+                  inputs=_named(raw.get("inputs")), outputs=_named(raw.get("outputs")),
                   raw=raw)
     try:
         _validate(item, index)
     except InvalidDeployment as exc:
         return Deployment(**fields, problem=exc)
     return Deployment(**fields)
+
+
+def _named(items: Any) -> tuple[Mapping[str, Any], ...]:
+    # Usable entries of an inputs/outputs list; anything else is reported by _validate.
+    if not isinstance(items, list):
+        return ()
+    return tuple(i for i in items if isinstance(i, dict) and isinstance(i.get("name"), str))
 
 
 def _validate(item: Any, index: int) -> None:

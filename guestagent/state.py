@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from guestagent import crashpoint
 from guestagent.errors import StateError
 
 DIR_MODE = 0o700
@@ -252,9 +253,15 @@ class StateDir:
 
     def record(self, entry: JournalEntry) -> None:
         """Persist a journal transition before anything that depends on it happens."""
-        ddir = ensure_dir(self.deployment_dir(entry.key))
-        write_json(ddir / "journal.json", dataclasses.asdict(entry))
+        try:
+            ddir = ensure_dir(self.deployment_dir(entry.key))
+            write_json(ddir / "journal.json", dataclasses.asdict(entry))
+        except StateError:
+            # Callers change entries in place: memory must not run ahead of the disk.
+            self._journal = None
+            raise
         self.journal()[entry.key] = entry
+        crashpoint.after(entry.state)
 
     def save_deployment(self, key: str, raw: dict) -> None:
         write_json(ensure_dir(self.deployment_dir(key)) / "deployment.json", raw)

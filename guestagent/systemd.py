@@ -186,6 +186,9 @@ class ServiceNotifier:
 
 # -- D-Bus ---------------------------------------------------------------
 
+SYSTEM_BUS_ADDRESS = "unix:path=/run/dbus/system_bus_socket"
+
+
 def system_bus() -> Any | None:
     """A private connection to the system bus, or None where there is none (or no dbus-python)."""
     try:
@@ -193,8 +196,12 @@ def system_bus() -> Any | None:
     except ImportError:
         log.debug("dbus-python not installed: no shutdown inhibitor or unit actions")
         return None
+    # By address, read now: libdbus reads DBUS_SYSTEM_BUS_ADDRESS once per process for
+    # SystemBus() and would keep a stale one.
+    address = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or SYSTEM_BUS_ADDRESS
     try:
-        return dbus.SystemBus(private=True)
+        import dbus.bus
+        return dbus.bus.BusConnection(address)
     except dbus.exceptions.DBusException as exc:
         log.debug("no system bus: %s", exc.get_dbus_message())
         return None

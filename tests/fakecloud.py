@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 import uuid
@@ -53,10 +54,11 @@ class Recorded:
 
 @dataclass
 class _Fault:
-    kind: str  # status | hang | cut | truncated | html
+    kind: str  # status | hang | cut | truncated | html | hold
     status: int = 500
     times: int | None = None  # None: until recover()
     seconds: float = 0.0
+    skip: int = 0  # let this many matching requests through first
 
 
 @dataclass
@@ -111,6 +113,8 @@ class FakeCloud:
         self._ec2[self.signal_access] = self.signal_secret
         self.project_id = uuid.uuid4().hex
         self._httpd: ThreadingHTTPServer | None = None
+        self._released = threading.Event()
+        self.held = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -292,6 +296,17 @@ class FakeCloud:
             raise ValueError(kind)
         self._faults[path_prefix] = _Fault(kind, times=times)
 
+    def hold(self, path_prefix: str, times: int | None = 1, after: int = 0) -> None:
+        """Keep requests in flight (counted in `held`) until release(); then a request whose
+        client has hung up meanwhile is dropped unprocessed, as a front proxy drops a request
+        whose client went away before it was forwarded."""
+        self._released.clear()
+        self._faults[path_prefix] = _Fault("hold", times=times, skip=after)
+
+    def release(self) -> None:
+        """Let held requests go on."""
+        self._released.set()
+
     def recover(self, path_prefix: str | None = None) -> None:
         """Remove the fault at path_prefix (all faults when None)."""
         if path_prefix is None:
@@ -303,6 +318,9 @@ class FakeCloud:
         with self._cond:
             for prefix, fault in sorted(self._faults.items(), key=lambda kv: -len(kv[0])):
                 if path.startswith(prefix):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:
@@ -363,6 +381,15 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if fault is not None and fault.kind == "hang":
                 cloud._stopping.wait(fault.seconds)
+            if fault is not None and fault.kind == "hold":
+                with cloud._cond:
+                    cloud.held += 1
+                    cloud._cond.notify_all()
+                while not (cloud._released.wait(0.05) or cloud._stopping.is_set()):
+                    pass
+                if self._client_gone():
+                    self.close_connection = True
+                    return
             if fault is not None and fault.kind == "status":
                 raise _Reply(fault.status, {"error": {"code": fault.status, "title": "Injected",
                                                       "message": "injected fault"}})
@@ -384,6 +411,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # the client gave up (timeout test): expected
         finally:
             cloud._changed()
+
+    def _client_gone(self) -> bool:
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False  # connected, nothing more sent: still waiting for our answer
+        except OSError:
+            return True
 
     def _cut(self):
         self.send_response(200)

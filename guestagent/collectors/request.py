@@ -18,6 +18,7 @@ class Request:
     url: str
     verify: bool | str = True
     name: str = "request"
+    timeout: float | None = None  # seconds to connect and per read; None: http's default
 
     def collect(self, previous: SourceCache | None = None):
         headers = {"Accept": "application/json"}
@@ -28,7 +29,9 @@ class Request:
                 headers["If-Modified-Since"] = previous.last_modified
         where = http.redact_url(self.url)
         try:
-            resp = http.request("GET", self.url, headers=headers, verify=self.verify)
+            limit = http.DEFAULT_TIMEOUT if self.timeout is None else (self.timeout, self.timeout)
+            resp = http.request("GET", self.url, headers=headers, verify=self.verify,
+                                timeout=limit)
         except requests.RequestException as exc:
             raise SourceUnavailable(self.name, f"GET {where}: {type(exc).__name__}") from exc
         if resp.status_code == 304 and previous is not None:
@@ -44,4 +47,6 @@ def build(options: dict) -> Request:
     url = options.get("metadata_url")
     if not url:
         raise SourceNotConfigured("request: no metadata_url")
-    return Request(url=url, verify=options.get("ca_certificate") or options.get("verify", True))
+    timeout = options.get("timeout")
+    return Request(url=url, verify=options.get("ca_certificate") or options.get("verify", True),
+                   timeout=float(timeout) if timeout else None)

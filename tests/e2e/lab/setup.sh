@@ -4,8 +4,8 @@
 # (default /var/tmp/guestagent-heatlab), never in the git tree.
 #
 #   setup.sh              re-use venvs and a bootstrapped lab if their inputs
-#                         (pins, configuration, this directory's scripts) are
-#                         unchanged; install or bootstrap only what is not
+#                         (pins, configuration, the setup and bootstrap
+#                         scripts) are unchanged; redo only what is not
 #   setup.sh --fresh      wipe databases and keys, bootstrap again
 #   setup.sh --reinstall  recreate the venvs as well (implies --fresh)
 #
@@ -73,7 +73,8 @@ cp "$HERE/heat-policy.yaml" "$LAB/etc/heat-policy.yaml"
 # The stamp covers what the bootstrap depends on; after editing only the
 # services' Python files, stop.sh + start.sh is enough.
 STAMP=$(cat "$LAB/etc/keystone.conf" "$LAB/etc/heat.conf" "$HERE/lab.env" \
-          "$HERE/setup.sh" "$HERE/bootstrap_keystone.py" "$LAB"/venv-*/.stamp \
+          "$HERE/setup.sh" "$HERE/bootstrap_keystone.py" "$HERE/sqlite_autoincrement.py" \
+          "$LAB"/venv-*/.stamp \
         | sha256sum | cut -d' ' -f1)
 if [ "$FRESH" = 0 ] && [ "$(cat "$LAB/data/.stamp" 2>/dev/null)" = "$STAMP" ]; then
   log "re-using the bootstrapped lab in $LAB (setup.sh --fresh to redo it)"

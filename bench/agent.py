@@ -300,12 +300,14 @@ def main() -> int:
     finally:
         server.stop()
 
+    measured = {"noop": noop, "idle": quiet}
+
     def ratio(key, field):
+        """How many times more os-collect-config spends."""
         if occ is None:
             return "n/a"
-        return f"{noop_or_idle[key][occ.name][field] / noop_or_idle[key][ga.name][field]:.1f}x"
+        return f"{measured[key][occ.name][field] / measured[key][ga.name][field]:.1f}x"
 
-    noop_or_idle = {"noop": noop, "idle": quiet}
     g, o = ga.name, occ.name if occ else None
     rows.append(("`--once`, nothing to do: wall", f"{noop[g]['wall']:.3f} s",
                  f"{noop[o]['wall']:.3f} s" if o else "-", ratio("noop", "wall"), "<= 0.15 s"))

@@ -297,9 +297,9 @@ class FakeCloud:
         self._faults[path_prefix] = _Fault(kind, times=times)
 
     def hold(self, path_prefix: str, times: int | None = 1, after: int = 0) -> None:
-        """Keep requests in flight (counted in `held`) until release(); then a request whose
-        client has hung up meanwhile is dropped unprocessed, as a front proxy drops a request
-        whose client went away before it was forwarded."""
+        """Keep requests in flight (counted in `held`) until release(), after letting `after`
+        through; then a request whose client has hung up meanwhile is dropped unprocessed, as
+        a front proxy drops a request whose client went away before it was forwarded."""
         self._released.clear()
         self._faults[path_prefix] = _Fault("hold", times=times, skip=after)
 

@@ -155,9 +155,11 @@ class OsCollectConfig:
     def argv(self, server: Server, state: Path, *, once: bool, polling_interval: int = 30):
         state.mkdir(parents=True, exist_ok=True)
         argv = [str(self.bin), "--config-file", "/dev/null", "--cachedir", str(state),
-                "--collectors", "request", "--request-metadata-url", f"{server.url}/metadata",
-                "--polling-interval", str(polling_interval), "--command", "true"]
-        return argv + (["--one-time"] if once else [])
+                "--backup-cachedir", str(state / "backup"), "--splay", "0",
+                "--request-metadata-url", f"{server.url}/metadata",
+                "--polling-interval", str(polling_interval),
+                "--min-polling-interval", str(min(polling_interval, 1)), "--command", "true"]
+        return argv + (["--one-time"] if once else []) + ["request"]  # collectors: positional
 
 
 # ---- measurements --------------------------------------------------------------------------

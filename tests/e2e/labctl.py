@@ -67,6 +67,12 @@ class Lab:
                     count += 1
         return count
 
+    def heat_requests(self, user_id: str) -> int:
+        """How many API requests Heat has served to ``user_id`` (heat.log names the user)."""
+        with open(self.logs / "heat.log", errors="replace") as log:
+            return sum(1 for line in log
+                       if f" {user_id} " in line and " Processing request: " in line)
+
     def running(self) -> bool:
         """True when both services run (lab/status.sh decides, from the PID files)."""
         return subprocess.run(["bash", str(SCRIPTS / "status.sh")], capture_output=True,

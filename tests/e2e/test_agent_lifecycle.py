@@ -3,6 +3,8 @@
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.e2e.agentguest import AgentGuest, Timings, script_outputs, stack_left, wait_done
 from tests.e2e.heatapi import HeatClient, StackFactory
 
@@ -37,16 +39,18 @@ def test_agent_reruns_the_deployment_on_update(heat: HeatClient, stacks: StackFa
     assert journal[created.id].finished_at == created.finished_at
 
 
-def test_agent_runs_the_delete_action(heat: HeatClient, stacks: StackFactory, guest: AgentGuest,
+@pytest.mark.parametrize(("transport", "signal"), [("POLL_SERVER_CFN", "CFN_SIGNAL"),
+                                                  ("POLL_SERVER_HEAT", "HEAT_SIGNAL")])
+def test_agent_runs_the_delete_action(transport: str, signal: str, heat: HeatClient,
+                                      stacks: StackFactory, guest: AgentGuest,
                                       timings: Timings) -> None:
     started = time.monotonic()
-    stack = stacks.create(software_config_transport="POLL_SERVER_CFN",
-                          signal_transport="CFN_SIGNAL", actions="CREATE,DELETE",
-                          message="delete me")
+    stack = stacks.create(software_config_transport=transport, signal_transport=signal,
+                          actions="CREATE,DELETE", message="delete me")
     guest.boot(stack.os_collect_config)
     guest.run_until("the stack's create to end", stack_left(heat, stack, "CREATE_IN_PROGRESS"))
     heat.wait_for_status(stack, "CREATE_COMPLETE", timeout=10)
-    timings.record("delete scenario: create", started)
+    timings.record(f"delete scenario ({transport} + {signal}): create", started)
 
     # Heat waits for the guest to run the DELETE action: poll while the deletion runs
     started = time.monotonic()
@@ -54,10 +58,10 @@ def test_agent_runs_the_delete_action(heat: HeatClient, stacks: StackFactory, gu
         deletion = pool.submit(stacks.delete, stack)
         deleted = wait_done(guest, "DELETE")
         deletion.result(timeout=120)  # raises if the stack went DELETE_FAILED
-    timings.record("delete scenario: delete (stack gone)", started)
+    timings.record(f"delete scenario ({transport} + {signal}): delete (stack gone)", started)
 
     assert deleted.status_code == 0 and deleted.attempts == 1
-    assert deleted.transport == "CFN_SIGNAL"
+    assert deleted.transport == signal
     assert guest.response(deleted)["deploy_stdout"] == "message: delete me\n"
     create = guest.entry("CREATE")
     assert create is not None and create.attempts == 1 and create.id != deleted.id

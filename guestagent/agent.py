@@ -63,6 +63,8 @@ class Agent:
         self._source_errors: dict[str, str] = {}
         self._merged_hash: str | None = None
         self._metadata_config_error: str | None = None
+        self._settings_key: tuple | None = None
+        self._health: dict[str, str] | None = None
         self.metadata: dict = {}
         self.documents: dict[str, dict] = {}
         self._inhibitor = None
@@ -82,6 +84,10 @@ class Agent:
     def settings_for(self, metadata: dict) -> config.Settings:
         """The effective settings; a bad `os-collect-config` key in metadata is reported
         (once) and ignored, never fatal: metadata is not the operator's file."""
+        key = (id(self.loaded), json.dumps(metadata.get("os-collect-config"), sort_keys=True,
+                                           default=str))
+        if key == self._settings_key:
+            return self.settings  # the common case: nothing that shapes them changed
         try:
             settings = self.loaded.settings(metadata)
         except ConfigError as exc:
@@ -91,6 +97,7 @@ class Agent:
             self._metadata_config_error = message
             return self.loaded.settings()
         self._metadata_config_error = None
+        self._settings_key = key
         return settings
 
     def collect(self, result: PassResult) -> dict:
@@ -114,7 +121,8 @@ class Agent:
             else:
                 if self._source_errors.pop(name, None):
                     log.info("source %s is back", name)
-                if fresh is not NOT_MODIFIED:
+                if fresh is not NOT_MODIFIED and not _same(cached, fresh):
+                    # Written only when it changed: file sources answer in full every poll.
                     cached = state.SourceCache(fresh.document, fresh.etag, fresh.last_modified,
                                                self.clock())
                     self.state.save_source(name, cached)
@@ -159,6 +167,10 @@ class Agent:
         if not self.stop_event.is_set():
             self._release_sources()
         self.flush_outbox(result, force=force_signals)
+        failing = {n: self._source_errors.get(n, "unavailable") for n in result.sources_failed}
+        if failing != self._health:
+            self.state.save_health(failing)  # for `guestagent status`; written on change only
+            self._health = failing
         return result
 
     def _refresh(self, digest: str) -> None:
@@ -443,6 +455,7 @@ class Agent:
         """Re-read the configuration files."""
         try:
             self.loaded = config.load(self.loaded_path, self.loaded.cli)
+            self._settings_key = None
         except ConfigError as exc:
             log.error("configuration reload failed, keeping the old one: %s", exc)
             return
@@ -456,6 +469,11 @@ class Agent:
         self.stop_event.set()
         self.wake.set()
         threading.Thread(target=process.terminate_all, daemon=True).start()
+
+
+def _same(cached: state.SourceCache | None, fresh) -> bool:
+    return cached is not None and (cached.document, cached.etag, cached.last_modified) == \
+        (fresh.document, fresh.etag, fresh.last_modified)
 
 
 def out_of_space(exc: BaseException) -> bool:

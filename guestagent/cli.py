@@ -3,7 +3,11 @@
     guestagent [options]          the daemon loop
     guestagent --once [options]   one pass in the foreground (exit 0 ok, 1 a deployment or
                                   signal failed, 2 configuration or usage error)
-    guestagent status [--json]    every known deployment and where it stands
+    guestagent status [--json] [--wait [--timeout N]]
+                                  every known deployment and where it stands; --wait blocks
+                                  until the work settles (exit 0 ok, 1 failed, 2 degraded)
+    guestagent doctor [--json]    check sources, hook tools, state directory and clock
+    guestagent logs --bundle FILE state and logs in a tarball, secrets redacted
     guestagent apply-config ...   os-apply-config: render templates, or --key queries
 """
 
@@ -14,7 +18,6 @@ import json
 import logging
 import signal
 import sys
-import time
 from pathlib import Path
 
 from guestagent import __version__, config
@@ -50,11 +53,34 @@ def run_parser() -> argparse.ArgumentParser:
     return p
 
 
-def status_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="guestagent status", description="Show every known deployment.")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--config", help="YAML config file (for its state_dir)")
+def _state_parser(name: str, description: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"guestagent {name}", description=description)
+    p.add_argument("--config", help="YAML config file (for its state_dir and sources)")
     p.add_argument("--state-dir", help=f"state directory (default {config.DEFAULT_STATE_DIR})")
+    return p
+
+
+def status_parser() -> argparse.ArgumentParser:
+    p = _state_parser("status", "Show every known deployment.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--wait", action="store_true",
+                   help="wait until every known deployment is finished and signalled; exit 0 "
+                        "all good, 1 something failed, 2 degraded (source unreachable, signal "
+                        "pending, unfinished at the timeout or no agent running)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds --wait waits at most (600)")
+    return p
+
+
+def doctor_parser() -> argparse.ArgumentParser:
+    p = _state_parser("doctor", "Check sources, hook tools, state directory and clock.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def logs_parser() -> argparse.ArgumentParser:
+    p = _state_parser("logs", "Bundle state and logs, secrets redacted, for a bug report.")
+    p.add_argument("--bundle", required=True, metavar="FILE", help="tarball to write (.tar.gz)")
     return p
 
 
@@ -80,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "status":
         return cmd_status(status_parser().parse_args(argv[1:]))
+    if argv and argv[0] == "doctor":
+        return cmd_doctor(doctor_parser().parse_args(argv[1:]))
+    if argv and argv[0] == "logs":
+        return cmd_logs(logs_parser().parse_args(argv[1:]))
     if argv and argv[0] == "apply-config":
         from guestagent import templates
         parser = _Parser(prog="guestagent apply-config",
@@ -90,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from guestagent import logs, systemd
+    from guestagent import logs
     from guestagent.agent import Agent
 
     try:
@@ -113,6 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.sources_failed:
             log.warning("sources unavailable this pass: %s", ", ".join(result.sources_failed))
         return EXIT_OK if result.ok else EXIT_FAILED
+    from guestagent import systemd  # the daemon only: --once stays small and quick
+
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
     signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
@@ -124,51 +156,76 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from guestagent.state import StateDir
-
+def _settings_for(args: argparse.Namespace):
+    """Settings from --config and --state-dir, or None after printing why not."""
     try:
         cli = {"state_dir": args.state_dir} if args.state_dir else {}
-        settings = config.load(args.config, cli).settings()
+        return config.load(args.config, cli).settings()
     except ConfigError as exc:
         print(f"guestagent: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from guestagent import status
+
+    settings = _settings_for(args)
+    if settings is None:
         return EXIT_USAGE
     if not settings.state_dir.is_dir():
         print(f"guestagent: no state directory at {settings.state_dir}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        entries = sorted(StateDir(settings.state_dir).journal().values(),
-                         key=lambda e: e.received_at)
+        snap = status.wait(settings.state_dir, args.timeout) if args.wait \
+            else status.snapshot(settings.state_dir)
     except StateError as exc:
         print(f"guestagent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    rows = [status_row(e) for e in entries]
-    if args.json:
+    rows = [status.status_row(e) for e in snap.entries]
+    verdict = snap.verdict()
+    if args.json and args.wait:
+        json.dump({"verdict": ("ok", "failed", "degraded")[verdict], "reasons": snap.reasons,
+                   "agent_running": snap.agent_running, "deployments": rows}, sys.stdout,
+                  indent=1)
+        sys.stdout.write("\n")
+    elif args.json:
         json.dump(rows, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        print(f"{'ID':36}  {'NAME':24}  {'GROUP':14}  {'STATE':9}  {'CODE':>4}  "
-              f"{'LAST RUN':19}  SIGNAL")
-        for r in rows:
-            code = "" if r["status_code"] is None else str(r["status_code"])
-            print(f"{r['id'][:36]:36}  {r['name'][:24]:24}  {r['group'][:14]:14}  "
-                  f"{r['state']:9}  {code:>4}  {r['last_run'] or '-':19}  {r['signal']}")
-    return EXIT_OK
+        print(status.table(rows))
+        for reason in snap.reasons if args.wait else ():
+            print(f"  {reason}")
+    return verdict if args.wait else EXIT_OK
 
 
-def status_row(entry) -> dict:
-    """One deployment's status, for people and for --json."""
-    if entry.state == "signalled":
-        signal_state = "delivered" if entry.transport != "NO_SIGNAL" else "not needed"
-    elif entry.signal_final:
-        signal_state = "refused"
-    elif entry.state == "finished":
-        signal_state = "pending"
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from guestagent import doctor
+
+    settings = _settings_for(args)
+    if settings is None:
+        return EXIT_USAGE
+    checks = doctor.run(settings)
+    if args.json:
+        json.dump(doctor.as_json(checks), sys.stdout, indent=1)
+        sys.stdout.write("\n")
     else:
-        signal_state = "-"
-    last = entry.finished_at or entry.started_at
-    return {"id": entry.id, "name": entry.name, "group": entry.group, "action": entry.action,
-            "state": entry.state, "status_code": entry.status_code, "attempts": entry.attempts,
-            "last_run": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last)) if last else None,
-            "signal": signal_state, "signal_transport": entry.transport,
-            "signal_error": entry.signal_error, "error": entry.error}
+        print("\n".join(c.line() for c in checks))
+    return EXIT_FAILED if any(c.status == doctor.FAIL for c in checks) else EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from guestagent import bundle
+
+    settings = _settings_for(args)
+    if settings is None:
+        return EXIT_USAGE
+    if not settings.state_dir.is_dir():
+        print(f"guestagent: no state directory at {settings.state_dir}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        members = bundle.build(settings.state_dir, Path(args.bundle))
+    except StateError as exc:
+        print(f"guestagent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {args.bundle} ({len(members)} files, secrets redacted)")
+    return EXIT_OK

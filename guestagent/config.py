@@ -12,8 +12,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from guestagent.errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/guestagent/guestagent.yaml"
@@ -117,8 +115,16 @@ def _merge(into: dict, new: Mapping[str, Any]) -> None:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
+    if not text.strip():
+        return {}  # empty (or /dev/null): no need to load the YAML parser
+    import yaml
+
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: must be a YAML mapping")

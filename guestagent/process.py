@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -111,7 +112,7 @@ def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
         if stdin is not None:
             _feed(proc, stdin)
         try:
-            proc.wait(timeout=timeout)
+            _wait(proc, timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
@@ -122,6 +123,21 @@ def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
             _kill_group(proc)
     return ProcessResult(argv, proc.returncode, timed_out, Path(stdout_path),
                          Path(stderr_path), time.monotonic() - start)
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> None:
+    """proc.wait(timeout), woken the moment the child exits (a pidfd) instead of polling."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # kernel before 5.3, or not Linux
+        proc.wait(timeout=timeout)
+        return
+    try:
+        if not select.select([pidfd], [], [], timeout)[0]:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        proc.wait()
+    finally:
+        os.close(pidfd)
 
 
 def terminate_all(grace: float = KILL_GRACE) -> None:

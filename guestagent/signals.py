@@ -12,12 +12,14 @@ import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-import requests
 
 from guestagent import http
 from guestagent.errors import KeystoneError, SignalFailed
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,8 @@ def send(target: Target, body: bytes) -> None:
     """Deliver one signal body; SignalFailed says whether retrying may help."""
     if target.transport == "NO_SIGNAL":
         return
+    import requests
+
     headers = {"Content-Type": "application/json"}
     try:
         if target.url:

@@ -9,6 +9,7 @@ Layout under the state directory (0700, files 0600):
     deployments/<key>/stdout, stderr   what the hook printed, in full
     hooks/<group>/...              hook working and outputs directories
     lock                           held by the running agent
+    health.json                    sources unreachable on the last pass
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ FINISHED = "finished"
 SIGNALLED = "signalled"
 GONE = "gone"
 DONE_STATES = frozenset({FINISHED, SIGNALLED, GONE})
+# Which sources the agent could not reach on its last pass (read by `guestagent status`).
+HEALTH_FILE = "health.json"
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -79,10 +82,13 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
     return path
 
 
-def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE, *, fsync: bool = True,
+                 fsync_dir: bool = True) -> None:
     """Write `data` to `path` atomically: temp file, fsync, rename, fsync dir.
 
-    A reader (or a crash) sees the old content or the new, never a mix.
+    A reader (or a crash) sees the old content or the new, never a mix. `fsync_dir=False`
+    when a write that follows in the same directory syncs it anyway; `fsync=False` (no
+    syncing at all) for scratch files that are rewritten whenever they are needed.
     """
     path = Path(path)
     fd = -1
@@ -94,16 +100,18 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if fsync:
+            os.fsync(fd)
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
         tmp = ""
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if fsync and fsync_dir:
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
     except OSError as exc:
         why = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
         raise StateError(f"cannot write {path}: {why}") from exc
@@ -117,9 +125,10 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
                 pass
 
 
-def write_json(path: Path, obj: Any, mode: int = FILE_MODE) -> None:
+def write_json(path: Path, obj: Any, mode: int = FILE_MODE, *, fsync_dir: bool = True) -> None:
     """Write `obj` as JSON through write_atomic."""
-    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode(), mode)
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode(), mode,
+                 fsync_dir=fsync_dir)
 
 
 def read_json(path: Path) -> Any:
@@ -183,6 +192,7 @@ class StateDir:
     root: Path
     _journal: dict[str, JournalEntry] | None = field(default=None, repr=False)
     _lock_fd: int = field(default=-1, repr=False)
+    _sources: dict[str, SourceCache | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         # Absolute: hooks run with their own working directory.
@@ -225,6 +235,12 @@ class StateDir:
 
     # -- sources --------------------------------------------------------
     def load_source(self, name: str) -> SourceCache | None:
+        # Read from disk once; afterwards save_source keeps the copy in memory current.
+        if name not in self._sources:
+            self._sources[name] = self._read_source(name)
+        return self._sources[name]
+
+    def _read_source(self, name: str) -> SourceCache | None:
         data = read_json(self.root / "sources" / f"{safe_component(name)}.json")
         if not isinstance(data, dict) or not isinstance(data.get("document"), dict):
             return None
@@ -234,6 +250,11 @@ class StateDir:
     def save_source(self, name: str, cache: SourceCache) -> None:
         write_json(self.root / "sources" / f"{safe_component(name)}.json",
                    dataclasses.asdict(cache))
+        self._sources[name] = cache
+
+    def save_health(self, sources_failing: dict[str, str]) -> None:
+        """Record which sources are unreachable (callers write it only when it changes)."""
+        write_json(self.root / HEALTH_FILE, {"sources_failing": sources_failing})
 
     # -- journal --------------------------------------------------------
     def journal(self) -> dict[str, JournalEntry]:
@@ -264,14 +285,18 @@ class StateDir:
         crashpoint.after(entry.state)
 
     def save_deployment(self, key: str, raw: dict) -> None:
-        write_json(ensure_dir(self.deployment_dir(key)) / "deployment.json", raw)
+        # The journal record that follows in the same directory syncs the directory.
+        write_json(ensure_dir(self.deployment_dir(key)) / "deployment.json", raw,
+                   fsync_dir=False)
 
     def load_deployment(self, key: str) -> dict | None:
         data = read_json(self.deployment_dir(key) / "deployment.json")
         return data if isinstance(data, dict) else None
 
     def save_response(self, key: str, response: dict) -> None:
-        write_json(ensure_dir(self.deployment_dir(key)) / "response.json", response)
+        # The journal record that follows in the same directory syncs the directory.
+        write_json(ensure_dir(self.deployment_dir(key)) / "response.json", response,
+                   fsync_dir=False)
 
     def load_response(self, key: str) -> dict | None:
         data = read_json(self.deployment_dir(key) / "response.json")

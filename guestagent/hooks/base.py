@@ -164,7 +164,8 @@ def result_from_process(proc: process.ProcessResult, outputs: Mapping[str, Any],
 def write_private(path: Path, text: str | bytes, mode: int = 0o600) -> Path:
     """Write a hook's working file (rewritten, never appended) with a private mode."""
     ensure_dir(path.parent)
-    write_atomic(path, text.encode() if isinstance(text, str) else text, mode)
+    # Scratch: rewritten before every run, so a crash may lose it (no fsync, still atomic).
+    write_atomic(path, text.encode() if isinstance(text, str) else text, mode, fsync=False)
     return path
 
 

@@ -1,0 +1,339 @@
+"""The agent as a whole process against metadata served on loopback (run by hand, never in
+the test suite), side by side with os-collect-config where the two are comparable.
+
+    python3 bench/agent.py                 # everything, about three minutes
+    python3 bench/agent.py --quick         # fewer repetitions, N up to 100
+    python3 bench/agent.py --no-occ        # skip os-collect-config
+
+Both agents run from their own virtualenv with a regular (not editable) install, as on an
+image: guestagent from this checkout in bench/.venvs/guestagent, os-collect-config from
+PyPI in bench/.venvs/occ (created on first run).
+
+Measured: `--once` with nothing to do (wall, peak RSS), the idle daemon's CPU time and
+requests per poll, change-to-hook latency at the default settings (the first change after
+a quiet spell, and a change during a stack operation), and N script deployments run and
+signalled back (N = 1, 100, 1000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENVS = REPO / "bench" / ".venvs"
+TICK_NS = 1e9
+
+
+class Server:
+    """Metadata with ETag (304 on If-None-Match) at /metadata; signals PUT to /signal/<name>."""
+
+    def __init__(self):
+        self.lock = threading.Condition()
+        self.body, self.etag = b"{}", '"0"'
+        self.gets = self.not_modified = 0
+        self.signals: dict[str, float] = {}
+        self.duplicates = 0
+        handler = type("H", (_Handler,), {"server_state": self})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def set_metadata(self, doc: dict) -> None:
+        with self.lock:
+            self.body = json.dumps(doc).encode()
+            self.etag = '"' + hashlib.md5(self.body).hexdigest() + '"'
+
+    def wait_signals(self, count: int, timeout: float) -> bool:
+        with self.lock:
+            return self.lock.wait_for(lambda: len(self.signals) >= count, timeout)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_state: Server
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        s = self.server_state
+        with s.lock:
+            s.gets += 1
+            body, etag = s.body, s.etag
+        if self.headers.get("If-None-Match") == etag:
+            with s.lock:
+                s.not_modified += 1
+            self._reply(304, b"", etag)
+        else:
+            self._reply(200, body, etag)
+
+    def do_PUT(self):
+        s = self.server_state
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        name = self.path.rsplit("/", 1)[-1]
+        with s.lock:
+            if name in s.signals:
+                s.duplicates += 1
+            s.signals.setdefault(name, time.monotonic())
+            s.lock.notify_all()
+        self._reply(201, b"", None)
+
+    do_POST = do_PUT
+
+    def _reply(self, status, body, etag):
+        self.send_response(status)
+        if etag:
+            self.send_header("ETag", etag)
+        if status != 304:
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def deployments(server: Server, count: int, prefix: str, script: str = "#!/bin/sh\necho ok\n"):
+    return [{"id": f"{prefix}-{i:05d}", "name": f"{prefix}-{i:05d}", "group": "script",
+             "config": script, "options": {}, "outputs": [],
+             "inputs": [{"name": "deploy_signal_transport", "value": "TEMP_URL_SIGNAL"},
+                        {"name": "deploy_signal_id",
+                         "value": f"{server.url}/signal/{prefix}-{i:05d}?temp_url_sig=x"},
+                        {"name": "deploy_signal_verb", "value": "PUT"}]}
+            for i in range(count)]
+
+
+# ---- the two agents ----------------------------------------------------------------------
+
+def venv(name: str, *packages: str) -> Path:
+    """A virtualenv under bench/.venvs with `packages` installed (once)."""
+    root = VENVS / name
+    python = root / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+    return root
+
+
+class GuestAgent:
+    name = "guestagent"
+
+    def __init__(self, refresh: bool):
+        root = VENVS / "guestagent"
+        if refresh and root.exists():
+            subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "-q",
+                            "--force-reinstall", "--no-deps", str(REPO)], check=True)
+        self.bin = venv("guestagent", str(REPO)) / "bin" / "guestagent"
+
+    def argv(self, server: Server, state: Path, *, once: bool, config: Path | None = None):
+        argv = [str(self.bin), "--config", str(config or "/dev/null"), "--state-dir", str(state),
+                "--deployed-dir", str(state / "no-markers"), "--collectors", "request",
+                "--request-metadata-url", f"{server.url}/metadata"]
+        return argv + (["--once"] if once else [])
+
+
+class OsCollectConfig:
+    name = "os-collect-config"
+
+    def __init__(self):
+        self.bin = venv("occ", "os-collect-config") / "bin" / "os-collect-config"
+
+    def argv(self, server: Server, state: Path, *, once: bool, polling_interval: int = 30):
+        state.mkdir(parents=True, exist_ok=True)
+        argv = [str(self.bin), "--config-file", "/dev/null", "--cachedir", str(state),
+                "--collectors", "request", "--request-metadata-url", f"{server.url}/metadata",
+                "--polling-interval", str(polling_interval), "--command", "true"]
+        return argv + (["--one-time"] if once else [])
+
+
+# ---- measurements --------------------------------------------------------------------------
+
+def run_measured(argv: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MiB, exit code) of one process run to completion."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, proc.returncode
+
+
+def once_noop(agent, server: Server, tmp: Path, runs: int) -> dict:
+    server.set_metadata({})
+    state = tmp / f"{agent.name}-noop"
+    run_measured(agent.argv(server, state, once=True))  # first run fills the cache
+    walls, rss = [], []
+    for _ in range(runs):
+        wall, peak, code = run_measured(agent.argv(server, state, once=True))
+        assert code == 0, f"{agent.name} --once exited {code}"
+        walls.append(wall)
+        rss.append(peak)
+    return {"wall": statistics.median(walls), "rss": max(rss)}
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of `pid`, in nanoseconds (schedstat: no 10 ms tick rounding)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def idle(agent, server: Server, tmp: Path, seconds: float) -> dict:
+    """CPU and requests per poll of a daemon polling every second with nothing changing."""
+    server.set_metadata({"deployments": []})
+    state = tmp / f"{agent.name}-idle"
+    if isinstance(agent, GuestAgent):
+        config = tmp / "idle.yaml"
+        config.write_text("polling_interval: 1\nfast_poll_period: 0\n")
+        argv = agent.argv(server, state, once=False, config=config)
+    else:
+        argv = agent.argv(server, state, once=False, polling_interval=1)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, start = time.monotonic() + 60, server.gets
+        while server.gets < start + 3 and time.monotonic() < deadline:  # past start-up
+            time.sleep(0.1)
+        gets0, cpu0, t0 = server.gets, cpu_ns(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        gets, cpu, elapsed = server.gets - gets0, cpu_ns(proc.pid) - cpu0, time.monotonic() - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    polls = elapsed / 1.0
+    return {"cpu_ms_per_poll": cpu / TICK_NS * 1000 / max(gets, 1),
+            "requests_per_poll": gets / polls}
+
+
+def latency(agent: GuestAgent, server: Server, tmp: Path, changes: int, quiet: int) -> dict:
+    """Seconds from a metadata change to the hook running, at the default settings."""
+    server.set_metadata({"deployments": []})
+    state = tmp / "latency"
+    proc = subprocess.Popen(agent.argv(server, state, once=False), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    marks = tmp / "marks"
+    marks.mkdir()
+    current: list = []
+    try:
+        time.sleep(2)
+
+        def change(n: int) -> float:
+            script = f"#!/bin/sh\ndate +%s.%N > {marks}/{n}\n"
+            current.extend(deployments(server, 1, f"lat{n}", script))
+            server.set_metadata({"deployments": list(current)})
+            changed = time.time()
+            deadline = time.monotonic() + 90
+            while not (marks / str(n)).exists() or not (marks / str(n)).read_text().strip():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("hook did not run within 90 s")
+                time.sleep(0.005)
+            return float((marks / str(n)).read_text()) - changed
+
+        # A quiet spell past the fast-poll window, then a change: waits for the idle poll.
+        after_quiet = []
+        for n in range(quiet):
+            time.sleep(121 if n else 0)
+            after_quiet.append(change(1000 + n))
+        # A stack operation: each change soon after the previous (Heat answering a signal).
+        during = []
+        for n in range(changes):
+            time.sleep(0.37 * (n % 3) + 0.5)
+            during.append(change(n))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"quiet": statistics.median(after_quiet) if after_quiet else None,
+            "during": statistics.median(during)}
+
+
+def many(agent: GuestAgent, server: Server, tmp: Path, count: int) -> dict:
+    """`--once` running `count` script deployments and signalling each back."""
+    server.signals.clear()
+    server.duplicates = 0
+    server.set_metadata({"deployments": deployments(server, count, f"n{count}")})
+    wall, peak, code = run_measured(agent.argv(server, tmp / f"many-{count}", once=True))
+    assert code == 0, f"--once with {count} deployments exited {code}"
+    assert len(server.signals) == count and server.duplicates == 0, (len(server.signals),
+                                                                     server.duplicates)
+    return {"wall": wall, "rss": peak, "per": wall / count}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, N <= 100")
+    parser.add_argument("--no-occ", action="store_true", help="skip os-collect-config")
+    parser.add_argument("--no-reinstall", action="store_true",
+                        help="use bench/.venvs/guestagent as it is")
+    args = parser.parse_args()
+    runs, idle_s = (5, 10) if args.quick else (20, 30)
+    sizes = (1, 100) if args.quick else (1, 100, 1000)
+
+    ga = GuestAgent(refresh=not args.no_reinstall)
+    occ = None if args.no_occ else OsCollectConfig()
+    server = Server()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="ga-bench-") as name:
+            tmp = Path(name)
+            noop = {a.name: once_noop(a, server, tmp, runs) for a in filter(None, (ga, occ))}
+            quiet = {a.name: idle(a, server, tmp, idle_s) for a in filter(None, (ga, occ))}
+            lat = latency(ga, server, tmp, changes=7 if args.quick else 15,
+                          quiet=0 if args.quick else 2)
+            big = {n: many(ga, server, tmp, n) for n in sizes}
+    finally:
+        server.stop()
+
+    def ratio(key, field):
+        if occ is None:
+            return "n/a"
+        return f"{noop_or_idle[key][occ.name][field] / noop_or_idle[key][ga.name][field]:.1f}x"
+
+    noop_or_idle = {"noop": noop, "idle": quiet}
+    g, o = ga.name, occ.name if occ else None
+    rows.append(("`--once`, nothing to do: wall", f"{noop[g]['wall']:.3f} s",
+                 f"{noop[o]['wall']:.3f} s" if o else "-", ratio("noop", "wall"), "<= 0.15 s"))
+    rows.append(("`--once`, nothing to do: peak RSS", f"{noop[g]['rss']:.1f} MiB",
+                 f"{noop[o]['rss']:.1f} MiB" if o else "-", ratio("noop", "rss"), "<= 25 MiB"))
+    rows.append(("idle daemon: CPU per poll", f"{quiet[g]['cpu_ms_per_poll']:.2f} ms",
+                 f"{quiet[o]['cpu_ms_per_poll']:.2f} ms" if o else "-",
+                 ratio("idle", "cpu_ms_per_poll"), "<= 1 ms"))
+    rows.append(("idle daemon: requests per poll", f"{quiet[g]['requests_per_poll']:.2f}",
+                 f"{quiet[o]['requests_per_poll']:.2f}" if o else "-", "", "1 (conditional)"))
+    if lat["quiet"] is not None:
+        rows.append(("change to hook, first change after a quiet spell (median)",
+                     f"{lat['quiet']:.2f} s", "-", "", "(bounded by polling_interval, 30 s)"))
+    rows.append(("change to hook, during a stack operation (median)",
+                 f"{lat['during']:.2f} s", "-", "", "<= 1 s"))
+    for n, r in big.items():
+        rows.append((f"{n} script deployment(s) run and signalled (`--once`)",
+                     f"{r['wall']:.2f} s ({r['per'] * 1000:.1f} ms each, {r['rss']:.0f} MiB)",
+                     "-", "", "<= 15 s" if n == 1000 else ""))
+
+    print(f"\nguestagent bench on {os.uname().nodename.split('.')[0]}: Python "
+          f"{sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
+    print("| measure | guestagent | os-collect-config | ratio | target |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

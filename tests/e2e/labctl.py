@@ -74,7 +74,7 @@ class Lab:
                        if f" {user_id} " in line and " Processing request: " in line)
 
     def running(self) -> bool:
-        """True when both services run (lab/status.sh decides, from the PID files)."""
+        """True when all the services run (lab/status.sh decides, from the PID files)."""
         return subprocess.run(["bash", str(SCRIPTS / "status.sh")], capture_output=True,
                               stdin=subprocess.DEVNULL, env=self.script_env(),
                               timeout=30).returncode == 0

@@ -6,6 +6,7 @@ credentials, which the agent switches on by itself. Each scenario ends with
 the stack's status and outputs read through the Heat API.
 """
 
+import stat
 import time
 
 import pytest
@@ -59,9 +60,15 @@ def test_agent_deploys_through_transport(transport: str, signal: str, heat: Heat
     # it learnt the metadata through the source the transport names, switched on at run time
     fetched = guest.source_document(SOURCES[transport])
     assert fetched is not None and [d["id"] for d in fetched["deployments"]] == [entry.id]
-    # the credentials it was given never reach its log
+    # the credentials it was given never reach its log, and the files that hold them are private
     for secret in secrets_of(occ):
         assert all(secret not in run.stderr + run.stdout for run in guest.runs)
+    holding = [path for path in guest.state_dir.rglob("*")
+               if path.is_file() and any(s.encode() in path.read_bytes() for s in secrets_of(occ))]
+    assert holding, "the agent keeps its source's credentials somewhere"
+    for path in holding:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700, path.parent
 
 
 def test_agent_failing_script_fails_the_stack(heat: HeatClient, stacks: StackFactory,

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import labctl
+from tests.e2e.agentguest import AgentGuest, Timings
 from tests.e2e.heatapi import HeatClient, StackFactory, keystone_login
 
 ENABLE = "GUESTAGENT_E2E"
 HERE = Path(__file__).resolve().parent
+TIMINGS = pytest.StashKey["Timings"]()
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the marker added here
@@ -60,3 +62,26 @@ def stacks(heat: HeatClient, request: pytest.FixtureRequest) -> Iterator[StackFa
     factory = StackFactory(heat, HERE / "templates", request.node.name)
     yield factory
     factory.delete_all()
+
+
+@pytest.fixture(scope="session")
+def timings(lab: labctl.Lab, request: pytest.FixtureRequest) -> Timings:
+    """Stack operation times of the agent scenarios (also kept in the lab's scenario-times.log)."""
+    found = request.config.stash[TIMINGS] = Timings(lab.logs / "scenario-times.log")
+    return found
+
+
+@pytest.fixture
+def guest(tmp_path: Path) -> AgentGuest:
+    """A fresh guest for the real agent: heat_local file and state directory under tmp_path."""
+    return AgentGuest(tmp_path / "guest")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Print the scenario times measured this session, if any scenario ran."""
+    found = config.stash.get(TIMINGS, None)
+    figures = found.figures if found else []
+    if figures:
+        terminalreporter.section("real Heat: seconds from stack operation to its end")
+        for scenario, took in figures:
+            terminalreporter.write_line(f"{took:7.1f}  {scenario}")

@@ -5,6 +5,7 @@ the scripts in ``tests/e2e/lab/``; this module calls them and reads the
 same ``lab.env`` they do.
 """
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -49,8 +50,31 @@ class Lab:
         """Directory of the services' logs (heat.log, keystone.log, ...)."""
         return self.dir / "logs"
 
+    def keystone_logins(self, user_id: str) -> int:
+        """How many times Keystone has authenticated ``user_id`` (a token issued to it).
+
+        Keystone logs each successful login as an ``identity.authenticate``
+        notification naming the user (keystone.conf.in turns these on).
+        """
+        count = 0
+        with open(self.logs / "keystone.log", errors="replace") as log:
+            for line in log:
+                if " oslo.messaging.notification.identity.authenticate " not in line:
+                    continue
+                event = json.loads(line[line.index("{"):])["payload"]
+                if event.get("outcome") == "success" and \
+                        event.get("initiator", {}).get("user_id") == user_id:
+                    count += 1
+        return count
+
+    def heat_requests(self, user_id: str) -> int:
+        """How many API requests Heat has served to ``user_id`` (heat.log names the user)."""
+        with open(self.logs / "heat.log", errors="replace") as log:
+            return sum(1 for line in log
+                       if f" {user_id} " in line and " Processing request: " in line)
+
     def running(self) -> bool:
-        """True when both services run (lab/status.sh decides, from the PID files)."""
+        """True when all the services run (lab/status.sh decides, from the PID files)."""
         return subprocess.run(["bash", str(SCRIPTS / "status.sh")], capture_output=True,
                               stdin=subprocess.DEVNULL, env=self.script_env(),
                               timeout=30).returncode == 0

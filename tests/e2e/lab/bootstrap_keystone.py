@@ -20,6 +20,7 @@ ENV = os.environ
 KEYSTONE = f"http://{ENV['LAB_HOST']}:{ENV['KEYSTONE_PORT']}/v3"
 HEAT_API = f"http://{ENV['LAB_HOST']}:{ENV['HEAT_API_PORT']}/v1/%(tenant_id)s"
 HEAT_CFN = f"http://{ENV['LAB_HOST']}:{ENV['HEAT_CFN_PORT']}/v1"
+COMPUTE = f"http://{ENV['LAB_HOST']}:{ENV['COMPUTE_PORT']}/v2.1"
 
 
 def login(user: dict, scope: dict) -> requests.Response:
@@ -76,7 +77,8 @@ def main() -> None:
     for name in ("admin", "service"):
         admin.grant("project", service_project, heat, role[name])
     for kind, name, url in (("orchestration", "heat", HEAT_API),
-                            ("cloudformation", "heat-cfn", HEAT_CFN)):
+                            ("cloudformation", "heat-cfn", HEAT_CFN),
+                            ("compute", "nova", COMPUTE)):
         service = admin.ensure("service", {"type": kind}, {"name": name})
         for interface in ("public", "internal", "admin"):
             admin.ensure("endpoint", {"service_id": service, "interface": interface},

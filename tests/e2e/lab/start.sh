@@ -2,11 +2,11 @@
 # Start the lab's services on 127.0.0.1 and wait until each answers HTTP.
 # Idempotent: a service whose PID file names a live process is left alone.
 #
-#   start.sh [all|keystone|heat]
+#   start.sh [all|keystone|heat|compute]
 #
 # keystone: gunicorn, port $KEYSTONE_PORT. heat: heat_allinone.py, one
 # process with heat-api ($HEAT_API_PORT), heat-api-cfn ($HEAT_CFN_PORT) and
-# the engine. PIDs in $HEATLAB_DIR/run, logs in $HEATLAB_DIR/logs.
+# the engine. compute: compute_stub.py ($COMPUTE_PORT). PIDs in $HEATLAB_DIR/run, logs in $HEATLAB_DIR/logs.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 WHAT=${1:-all}
@@ -65,10 +65,17 @@ start_heat() {
     "$LAB/venv-heat/bin/python" "$HERE/heat_allinone.py" --config-file "$LAB/etc/heat.conf"
 }
 
+start_compute() {
+  launch compute "http://$LAB_HOST:$COMPUTE_PORT/v2.1" -- \
+    "$PY" "$HERE/compute_stub.py" "$LAB_HOST" "$COMPUTE_PORT" "$LAB/"
+}
+
 case $WHAT in
   keystone) start_keystone ;;
   heat) start_heat ;;
-  # Heat needs Keystone only once requests come: start both at once
-  all) start_keystone & KEYSTONE=$!; start_heat; wait $KEYSTONE ;;
-  *) echo "usage: $0 [all|keystone|heat]" >&2; exit 2 ;;
+  compute) start_compute ;;
+  # Heat needs Keystone only once requests come: start them all at once
+  all) start_keystone & KEYSTONE=$!; start_compute & COMPUTE=$!; start_heat
+       wait $KEYSTONE; wait $COMPUTE ;;
+  *) echo "usage: $0 [all|keystone|heat|compute]" >&2; exit 2 ;;
 esac

@@ -25,4 +25,5 @@ stop_service() {
   log "stopped $name (pid $pid)"
 }
 stop_service heat
+stop_service compute
 stop_service keystone

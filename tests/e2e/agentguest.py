@@ -99,7 +99,8 @@ def wait_done(guest: AgentGuest, action: str, timeout: float = 90) -> JournalEnt
     """Run the agent until a deployment for ``action`` is finished and signalled (or not needed)."""
     def signalled() -> bool:
         entry = guest.entry(action)
-        return entry is not None and entry.state == "signalled"
+        # signalled, and maybe "gone" since (the deletion took it out of the metadata)
+        return entry is not None and entry.signalled_at is not None
 
     guest.run_until(f"{action} deployment signalled by the agent", signalled, timeout)
     entry = guest.entry(action)

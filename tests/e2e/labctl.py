@@ -59,6 +59,8 @@ class Lab:
         count = 0
         with open(self.logs / "keystone.log", errors="replace") as log:
             for line in log:
+                if not line.endswith("\n"):
+                    break  # Keystone is still writing it
                 if " oslo.messaging.notification.identity.authenticate " not in line:
                     continue
                 event = json.loads(line[line.index("{"):])["payload"]

@@ -23,7 +23,8 @@ def test_agent_daemon_follows_updates_and_logs_in_once(lab: Lab, heat: HeatClien
                                                        timings: Timings) -> None:
     started = time.monotonic()
     stack = stacks.create(software_config_transport="POLL_SERVER_HEAT",
-                          signal_transport="HEAT_SIGNAL", message="daemon one")
+                          signal_transport="HEAT_SIGNAL", actions="CREATE,UPDATE,DELETE",
+                          message="daemon one")
     occ = stack.os_collect_config
     guest.boot(occ)
     daemon = guest.start_daemon("--polling-interval", "5")
@@ -59,8 +60,16 @@ def test_agent_daemon_follows_updates_and_logs_in_once(lab: Lab, heat: HeatClien
         assert idle_logins == {server_user: 0, deploy_user: 0}
         assert daemon.poll() is None
 
-        # the stack (and with it the server's user) goes away: the daemon says so and lives on
+        # the stack goes away: the daemon runs the DELETE action Heat waits for, then finds
+        # the server (and its user) gone, says so and lives on
+        started = time.monotonic()
         stacks.delete(stack)
+        timings.record("daemon: delete with a DELETE action (stack gone)", started)
+        deleted = guest.entry("DELETE")
+        # signalled; "gone" too once the deployment left the metadata before the server did
+        assert deleted is not None and deleted.status_code == 0
+        assert deleted.signalled_at is not None and deleted.state in ("signalled", "gone")
+        assert lab.keystone_logins(deploy_user) == 1  # its signal still used the first token
         wait_until(lambda: "heat" in _warnings(guest), timeout=30,
                    what="the daemon's warning that the heat source is gone")
         assert daemon.poll() is None

@@ -62,6 +62,8 @@ class Agent:
         self._collectors: dict[str, tuple[str, Any]] = {}
         self._source_errors: dict[str, str] = {}
         self._merged_hash: str | None = None
+        self._sources_changed = True
+        self._last_digest: str | None = None  # of the merged view last computed (maybe not run)
         self._metadata_config_error: str | None = None
         self._settings_key: tuple | None = None
         self._health: dict[str, str] | None = None
@@ -101,8 +103,12 @@ class Agent:
         return settings
 
     def collect(self, result: PassResult) -> dict:
-        """Poll every configured source once; return the merged view of last good copies."""
+        """Poll every configured source once; return the merged view of last good copies.
+
+        Sets `self._sources_changed` when any source's copy differs from the last pass.
+        """
         docs = []
+        previous = self.documents
         self.documents = {}
         for name in self.settings.collectors:
             cached = self.state.load_source(name)
@@ -129,6 +135,8 @@ class Agent:
             if cached is not None:
                 docs.append(cached.document)
                 self.documents[name] = cached.document
+        self._sources_changed = self.documents.keys() != previous.keys() or any(
+            doc is not previous[name] for name, doc in self.documents.items())
         return merge(docs)
 
     def _collector(self, name: str):
@@ -153,7 +161,12 @@ class Agent:
             merged = self.collect(result)
             settings = self.settings_for(merged)
         self.settings = settings
-        digest = hashlib.sha256(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
+        if self._sources_changed or self._last_digest is None:
+            digest = hashlib.sha256(
+                json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
+            self._last_digest = digest
+        else:
+            digest = self._last_digest  # every source answered "not modified": nothing to hash
         # Results from an earlier life reach Heat before new hooks (maybe long ones) run.
         self.flush_outbox(result, force=force_signals)
         if digest != self._merged_hash:

@@ -156,24 +156,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _settings_for(args: argparse.Namespace):
-    """Settings from --config and --state-dir, or None after printing why not."""
+def _settings_for(args: argparse.Namespace, need_state: bool = False):
+    """Settings from --config and --state-dir, or None after printing why not (also when
+    `need_state` and the state directory does not exist)."""
     try:
         cli = {"state_dir": args.state_dir} if args.state_dir else {}
-        return config.load(args.config, cli).settings()
+        settings = config.load(args.config, cli).settings()
     except ConfigError as exc:
         print(f"guestagent: {exc}", file=sys.stderr)
         return None
+    if need_state and not settings.state_dir.is_dir():
+        print(f"guestagent: no state directory at {settings.state_dir}", file=sys.stderr)
+        return None
+    return settings
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from guestagent import status
 
-    settings = _settings_for(args)
+    settings = _settings_for(args, need_state=True)
     if settings is None:
-        return EXIT_USAGE
-    if not settings.state_dir.is_dir():
-        print(f"guestagent: no state directory at {settings.state_dir}", file=sys.stderr)
         return EXIT_USAGE
     try:
         snap = status.wait(settings.state_dir, args.timeout) if args.wait \
@@ -216,11 +218,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from guestagent import bundle
 
-    settings = _settings_for(args)
+    settings = _settings_for(args, need_state=True)
     if settings is None:
-        return EXIT_USAGE
-    if not settings.state_dir.is_dir():
-        print(f"guestagent: no state directory at {settings.state_dir}", file=sys.stderr)
         return EXIT_USAGE
     try:
         members = bundle.build(settings.state_dir, Path(args.bundle))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guestagent.collectors.base import Collected
-from guestagent.collectors.jsonfiles import read_object
+from guestagent.collectors.jsonfiles import path_option, read_object
 from guestagent.errors import SourceNotConfigured
 
 DEFAULT_PATH = "/var/lib/heat-cfntools/cfn-init-data"
@@ -32,9 +32,4 @@ class HeatLocal:
 
 
 def build(options: dict) -> HeatLocal:
-    paths = options.get("path") or [DEFAULT_PATH]
-    if isinstance(paths, str):
-        paths = [paths]
-    if not paths:
-        raise SourceNotConfigured("heat_local: no path")
-    return HeatLocal([Path(p) for p in paths])
+    return HeatLocal(path_option(options, DEFAULT_PATH))

@@ -12,6 +12,12 @@ from guestagent.errors import SourceUnavailable
 MAX_FILE = 16 * 1024 * 1024
 
 
+def path_option(options: dict, default: str) -> list[Path]:
+    """The `path` option of a file source: one path or a list, `default` when unset."""
+    paths = options.get("path") or [default]
+    return [Path(p) for p in ([paths] if isinstance(paths, str) else paths)]
+
+
 def read_object(source: str, path: Path, check_owner: bool = False) -> dict:
     """Load one JSON object file; SourceUnavailable naming the file when it is not usable."""
     try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guestagent.collectors.base import Collected
-from guestagent.collectors.jsonfiles import read_object
+from guestagent.collectors.jsonfiles import path_option, read_object
 from guestagent.errors import SourceUnavailable
 
 DEFAULT_PATH = "/var/lib/os-collect-config/local-data"
@@ -37,7 +37,4 @@ class Local:
 
 
 def build(options: dict) -> Local:
-    paths = options.get("path") or [DEFAULT_PATH]
-    if isinstance(paths, str):
-        paths = [paths]
-    return Local([Path(p) for p in paths])
+    return Local(path_option(options, DEFAULT_PATH))

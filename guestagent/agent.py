@@ -12,11 +12,9 @@ import errno
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from guestagent import collectors, config, deployments, hooks, logs, process, retry, signals, state
@@ -425,7 +423,7 @@ class Agent:
         entry.state, entry.signalled_at, entry.signal_error = SIGNALLED, self.clock(), None
         entry.signal_attempts += 1
         self.state.record(entry)
-        self.state.strip_secrets(entry.key, SECRET_INPUTS)  # kept for the hook's cleanup
+        self.state.strip_secrets(entry.key, raw, SECRET_INPUTS)  # kept for the hook's cleanup
         if target.transport != "NO_SIGNAL":
             log.info("deployment %s (%s): signalled (%s)", entry.name, entry.id, target.describe())
 

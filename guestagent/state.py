@@ -22,7 +22,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -285,21 +284,23 @@ class StateDir:
         crashpoint.after(entry.state)
 
     def save_deployment(self, key: str, raw: dict) -> None:
-        # The journal record that follows in the same directory syncs the directory.
-        write_json(ensure_dir(self.deployment_dir(key)) / "deployment.json", raw,
-                   fsync_dir=False)
+        self._save_record(key, "deployment.json", raw)
 
     def load_deployment(self, key: str) -> dict | None:
-        data = read_json(self.deployment_dir(key) / "deployment.json")
-        return data if isinstance(data, dict) else None
+        return self._load_record(key, "deployment.json")
 
     def save_response(self, key: str, response: dict) -> None:
-        # The journal record that follows in the same directory syncs the directory.
-        write_json(ensure_dir(self.deployment_dir(key)) / "response.json", response,
-                   fsync_dir=False)
+        self._save_record(key, "response.json", response)
 
     def load_response(self, key: str) -> dict | None:
-        data = read_json(self.deployment_dir(key) / "response.json")
+        return self._load_record(key, "response.json")
+
+    def _save_record(self, key: str, name: str, data: dict) -> None:
+        # The journal record that follows in the same directory syncs the directory.
+        write_json(ensure_dir(self.deployment_dir(key)) / name, data, fsync_dir=False)
+
+    def _load_record(self, key: str, name: str) -> dict | None:
+        data = read_json(self.deployment_dir(key) / name)
         return data if isinstance(data, dict) else None
 
     def forget_secrets(self, key: str) -> None:
@@ -309,21 +310,14 @@ class StateDir:
         except FileNotFoundError:
             pass
 
-    def strip_secrets(self, key: str, names: Iterable[str]) -> None:
-        """Keep the stored deployment (a hook's cleanup needs it later) minus the inputs `names`."""
-        raw = self.load_deployment(key)
-        if raw is None:
-            return
+    def strip_secrets(self, key: str, raw: dict, names: Iterable[str]) -> None:
+        """Store deployment `raw` again (a hook's cleanup needs it later) minus the inputs `names`."""
         names = set(names)
         inputs = raw.get("inputs")
         if isinstance(inputs, list):
-            raw["inputs"] = [i for i in inputs if not (isinstance(i, dict) and i.get("name") in names)]
+            raw = dict(raw, inputs=[i for i in inputs
+                                    if not (isinstance(i, dict) and i.get("name") in names)])
         self.save_deployment(key, raw)
 
     def entries(self) -> Iterator[JournalEntry]:
         return iter(list(self.journal().values()))
-
-
-def now() -> float:
-    """Wall clock used for journal timestamps."""
-    return time.time()

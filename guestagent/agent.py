@@ -418,6 +418,8 @@ class Agent:
                 log.error("deployment %s (%s): signal REFUSED, not retried: %s",
                           entry.name, entry.id, exc)
             self.state.record(entry)
+            if entry.signal_final:
+                self.state.strip_secrets(entry.key, raw, SECRET_INPUTS)  # never sent again
             result.unsignalled.append(entry.key)
             return
         entry.state, entry.signalled_at, entry.signal_error = SIGNALLED, self.clock(), None

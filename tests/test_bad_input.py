@@ -145,3 +145,19 @@ def test_state_files_are_private(fakecloud, tmp_path):
     leftovers = [p for p in snapshot(state) if not p.startswith(copies)
                  and password in open(p, errors="replace").read()]
     assert leftovers == []
+
+
+def test_refused_signal_is_final_and_drops_its_credentials(fakecloud, tmp_path):
+    dep = deployment(fakecloud, "refused", "#!/bin/sh\ntrue\n", transport="HEAT_SIGNAL")
+    fakecloud.set_metadata({"deployments": [dep]})
+    fakecloud.fail("/heat/", 404)
+    state = tmp_path / "state"
+    proc = once(fakecloud, state)
+    assert proc.returncode == 1 and "signal REFUSED" in proc.stderr
+    signal_posts = [r for r in fakecloud.requests if r.path.endswith("/signal")]
+    assert len(signal_posts) == 1  # a 4xx is not retried
+    password = next(i["value"] for i in dep["inputs"] if i["name"] == "deploy_password")
+    stored = (state / "deployments" / dep["id"] / "deployment.json").read_text()
+    assert password not in stored and dep["id"] in stored
+    once(fakecloud, state)
+    assert len([r for r in fakecloud.requests if r.path.endswith("/signal")]) == 1

@@ -1,15 +1,21 @@
-"""`local`: every non-hidden regular file in each directory, each a JSON object, merged by name order."""
+"""`local`: every non-hidden regular file in each directory, each a JSON object, merged by name order.
+
+The instance remembers the stat signature of the directories and files it last read: a poll
+that finds them unchanged is a few stat calls and answers NOT_MODIFIED without parsing.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from guestagent.collectors.base import Collected
-from guestagent.collectors.jsonfiles import path_option, read_object
+from guestagent.collectors.base import NOT_MODIFIED, Collected
+from guestagent.collectors.jsonfiles import (SETTLE_NS, LastRead, Signature, check_trusted,
+                                             path_option, read_object, remember, stamp)
 from guestagent.errors import SourceUnavailable
+from guestagent.state import SourceCache
 
 DEFAULT_PATH = "/var/lib/os-collect-config/local-data"
 
@@ -18,22 +24,49 @@ DEFAULT_PATH = "/var/lib/os-collect-config/local-data"
 class Local:
     dirs: list[Path]
     name: str = "local"
+    settle_ns: int = SETTLE_NS
+    _last: LastRead | None = field(default=None, repr=False)
 
-    def collect(self, previous=None) -> Collected:
+    def collect(self, previous: SourceCache | None = None):
+        signature = self._signature()
+        if self._last is not None and self._last.current(signature, previous):
+            return NOT_MODIFIED
+        self._last = None  # set again only by a read that succeeds
         merged: dict = {}
+        for path, st in signature:
+            if st is None:
+                continue  # a directory that does not exist (yet)
+            if stat.S_ISDIR(st.mode):
+                check_trusted(self.name, Path(path), st.uid, st.mode)
+            else:
+                merged.update(read_object(self.name, Path(path), check_owner=True))
+        self._last = remember(signature, merged, self.settle_ns)
+        return Collected(merged)
+
+    def cheap_poll(self, previous: SourceCache | None) -> bool:
+        """A poll is a few stat calls."""
+        return True
+
+    def _signature(self) -> Signature:
+        """Each directory, then its non-hidden regular files by name, with their stamps."""
+        entries = []
         for directory in self.dirs:
             try:
-                st = os.stat(directory)
+                entries.append((str(directory), stamp(os.stat(directory))))
+                listing = sorted(os.scandir(directory), key=lambda e: e.name)
             except FileNotFoundError:
+                entries.append((str(directory), None))
                 continue
-            if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise SourceUnavailable(
-                    self.name, f"{directory}: owned by another user or writable by others; refused")
-            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            except OSError as exc:
+                raise SourceUnavailable(self.name, f"{directory}: {exc.strerror}") from exc
+            for entry in listing:
                 if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                     continue
-                merged.update(read_object(self.name, Path(entry.path), check_owner=True))
-        return Collected(merged)
+                try:
+                    entries.append((entry.path, stamp(entry.stat(follow_symlinks=False))))
+                except FileNotFoundError:
+                    continue  # removed since the listing
+        return tuple(entries)
 
 
 def build(options: dict) -> Local:

@@ -43,7 +43,12 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-metadata-url", help="URL for the request source (POLL_TEMP_URL)")
     p.add_argument("--local-path", action="append", help="directory for the local source")
     p.add_argument("--heat-local-path", action="append", help="file for the heat_local source")
-    p.add_argument("--polling-interval", type=float, help="seconds between polls when idle")
+    p.add_argument("--polling-interval", type=float,
+                   help="seconds between polls of a costly source (Heat API, CFN, EC2, Zaqar, "
+                        "config drive) when idle (30)")
+    p.add_argument("--conditional-polling-interval", type=float,
+                   help="seconds between polls of a cheap source (a conditional GET that can "
+                        "be answered 304, local files) when idle (1)")
     p.add_argument("--hooks-dir", action="append",
                    help="extra directory searched for hooks before the built-in ones")
     p.add_argument("--deployed-dir", help="old heat-config deployed markers "
@@ -94,7 +99,8 @@ def _cli_settings(args: argparse.Namespace) -> dict:
         cli["local"] = {"path": args.local_path}
     if args.heat_local_path:
         cli["heat_local"] = {"path": args.heat_local_path}
-    for name in ("state_dir", "polling_interval", "deployed_dir", "hook_timeout", "log_level"):
+    for name in ("state_dir", "polling_interval", "conditional_polling_interval", "deployed_dir",
+                 "hook_timeout", "log_level"):
         if getattr(args, name, None) is not None:
             cli[name] = getattr(args, name)
     if args.hooks_dir:

@@ -30,6 +30,8 @@ class Settings:
 
     collectors: list[str] = field(default_factory=lambda: list(DEFAULT_COLLECTORS))
     polling_interval: float = 30.0
+    # Sources whose poll is cheap (conditional GET, local stat) are polled this often.
+    conditional_polling_interval: float = 1.0
     state_dir: Path = Path(DEFAULT_STATE_DIR)
     hooks_dirs: list[Path] = field(default_factory=list)
     deployed_dir: Path = Path("/var/lib/heat-config/deployed")
@@ -139,7 +141,7 @@ def _read_ini(path: Path) -> dict:
         raise ConfigError(f"config file {path}: {exc}") from exc
     result: dict[str, Any] = {}
     for key, value in parser.defaults().items():
-        if key in ("collectors", "polling_interval"):
+        if key in ("collectors", "polling_interval", "conditional_polling_interval"):
             result[key] = _ini_value(key, value)
     for section in parser.sections():
         name = section.replace("-", "_")
@@ -158,7 +160,8 @@ def _ini_value(key: str, value: str):
 def _validate(data: dict) -> Settings:
     settings = Settings()
     out: dict[str, Any] = {}
-    for key in ("polling_interval", "hook_timeout", "fast_poll_interval", "fast_poll_period"):
+    for key in ("polling_interval", "conditional_polling_interval", "hook_timeout",
+                "fast_poll_interval", "fast_poll_period"):
         if key in data:
             try:
                 out[key] = float(data[key])

@@ -5,6 +5,14 @@ it returns `Collected` (a new document), `NOT_MODIFIED`, or raises
 `SourceUnavailable` (this pass failed; the last good copy stays in effect).
 A module builds its collector with `build(options)`, raising
 `SourceNotConfigured` when the options lack what it needs.
+
+Optional methods the agent looks for:
+- `cheap_poll(previous) -> bool`: True when the next poll costs the server and us next to
+  nothing (a conditional GET that can be answered 304, or a stat of local files). Such a
+  source is polled every `conditional_polling_interval`; one without the method, or
+  answering False, every `polling_interval` (each poll costs the cloud a token or signature
+  check and a database read, or a device scan).
+- `release()`: every deployment of the last document has run (zaqar lets its message go).
 """
 
 from __future__ import annotations
@@ -36,3 +44,9 @@ class Collector(Protocol):
     name: str
 
     def collect(self, previous: SourceCache | None) -> "Collected | _NotModified": ...
+
+
+def cheap_poll(collector: object, previous: SourceCache | None) -> bool:
+    """Whether polling `collector` now is cheap (see the module docstring)."""
+    method = getattr(collector, "cheap_poll", None)
+    return bool(method is not None and method(previous))

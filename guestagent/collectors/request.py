@@ -42,6 +42,11 @@ class Request:
         return Collected(document, etag=resp.headers.get("ETag"),
                          last_modified=resp.headers.get("Last-Modified"))
 
+    def cheap_poll(self, previous: SourceCache | None) -> bool:
+        """A poll is a conditional GET the server can answer 304 once the last reply carried
+        a validator."""
+        return previous is not None and bool(previous.etag or previous.last_modified)
+
 
 def build(options: dict) -> Request:
     url = options.get("metadata_url")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from guestagent import collectors, config, deployments, hooks, logs, process, retry, signals, state
-from guestagent.collectors.base import NOT_MODIFIED
+from guestagent.collectors.base import NOT_MODIFIED, cheap_poll
 from guestagent.deployments import Deployment
 from guestagent.errors import (ConfigError, GuestAgentError, HookNotFound, InvalidDeployment,
                                SignalFailed, SourceNotConfigured, SourceUnavailable, StateError)
@@ -28,6 +28,8 @@ from guestagent.state import FINISHED, GONE, RECEIVED, RUNNING, SIGNALLED, Journ
 log = logging.getLogger("guestagent")
 
 SECRET_INPUTS = ("deploy_password", "deploy_signal_id")
+# A source falls due this much early: a wait that ends a hair before its time still polls it.
+DUE_SLACK = 0.01
 
 
 @dataclass
@@ -58,6 +60,10 @@ class Agent:
         self.settings = loaded.settings()
         self.state = state.StateDir(self.settings.state_dir).ensure()
         self._collectors: dict[str, tuple[str, Any]] = {}
+        self._polled_at: dict[str, float] = {}  # a source absent here is due now
+        # Signals Heat received whose `signalled` record did not reach the disk (full disk):
+        # the record is retried, the signal not sent again (by this process).
+        self._sent_unrecorded: set[str] = set()
         self._source_errors: dict[str, str] = {}
         self._merged_hash: str | None = None
         self._sources_changed = True
@@ -100,16 +106,27 @@ class Agent:
         self._settings_key = key
         return settings
 
-    def collect(self, result: PassResult) -> dict:
-        """Poll every configured source once; return the merged view of last good copies.
+    def collect(self, result: PassResult, force: frozenset[str] = frozenset()) -> dict:
+        """Poll the configured sources that are due (and those in `force`); return the merged
+        view of last good copies.
 
-        Sets `self._sources_changed` when any source's copy differs from the last pass.
+        A source not due keeps its last good copy, unchanged. Sets `self._sources_changed`
+        when any source's copy differs from the last collect.
         """
         docs = []
         previous = self.documents
         self.documents = {}
         for name in self.settings.collectors:
             cached = self.state.load_source(name)
+            now = self.clock()
+            if name not in force and self._due_at(name, now) > now + DUE_SLACK:
+                if name in self._source_errors:
+                    result.sources_failed.append(name)  # still failing as far as we know
+                if cached is not None:
+                    docs.append(cached.document)
+                    self.documents[name] = cached.document
+                continue
+            self._polled_at[name] = now
             try:
                 collector = self._collector(name)
                 fresh = collector.collect(cached)
@@ -137,6 +154,21 @@ class Agent:
             doc is not previous[name] for name, doc in self.documents.items())
         return merge(docs)
 
+    def _due_at(self, name: str, now: float) -> float:
+        """When source `name` is next polled: `conditional_polling_interval` after its last
+        poll when polling it is cheap, `polling_interval` when not, `fast_poll_interval`
+        while the fast-poll window after a change lasts."""
+        polled_at = self._polled_at.get(name)
+        if polled_at is None:
+            return now
+        s = self.settings
+        known = self._collectors.get(name)
+        cheap = known is not None and cheap_poll(known[1], self.state.load_source(name))
+        interval = s.conditional_polling_interval if cheap else s.polling_interval
+        if now - self.last_change < s.fast_poll_period:
+            interval = min(interval, s.fast_poll_interval)
+        return polled_at + interval
+
     def _collector(self, name: str):
         options = self.settings.source_options(name)
         fingerprint = json.dumps(options, sort_keys=True, default=str)
@@ -152,14 +184,18 @@ class Agent:
         """Collect, run what is new, signal what is pending. Never raises for bad metadata."""
         result = PassResult()
         merged = self.collect(result)
+        changed = self._sources_changed
         settings = self.settings_for(merged)
-        if settings.collectors != self.settings.collectors:
-            # The metadata named new sources (Heat's os-collect-config key): poll them now.
+        renewed = _renewed_sources(self.settings, settings)
+        if renewed:
+            # The metadata named new sources or new options (Heat's os-collect-config key):
+            # poll those now; the others were just polled or keep their schedule.
             self.settings = settings
-            merged = self.collect(result)
+            merged = self.collect(result, frozenset(renewed))
+            changed = changed or self._sources_changed
             settings = self.settings_for(merged)
         self.settings = settings
-        if self._sources_changed or self._last_digest is None:
+        if changed or self._last_digest is None:
             digest = hashlib.sha256(
                 json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()
             self._last_digest = digest
@@ -401,10 +437,12 @@ class Agent:
         try:
             target = signals.target_for(dep.input_values())
             entry.transport = target.transport
-            body = signals.trim(response, where)
-            retry.quick(lambda: signals.send(target, body),
-                        attempts=self.quick_signal_attempts if force else 1, sleep=self.sleep,
-                        retry_if=lambda e: isinstance(e, SignalFailed) and e.transient)
+            if entry.key not in self._sent_unrecorded:
+                body = signals.trim(response, where)
+                retry.quick(lambda: signals.send(target, body),
+                            attempts=self.quick_signal_attempts if force else 1, sleep=self.sleep,
+                            retry_if=lambda e: isinstance(e, SignalFailed) and e.transient)
+                self._sent_unrecorded.add(entry.key)
         except SignalFailed as exc:
             entry.signal_attempts += 1
             entry.signal_error = str(exc)
@@ -425,18 +463,18 @@ class Agent:
         entry.state, entry.signalled_at, entry.signal_error = SIGNALLED, self.clock(), None
         entry.signal_attempts += 1
         self.state.record(entry)
+        self._sent_unrecorded.discard(entry.key)
         self.state.strip_secrets(entry.key, raw, SECRET_INPUTS)  # kept for the hook's cleanup
         if target.transport != "NO_SIGNAL":
             log.info("deployment %s (%s): signalled (%s)", entry.name, entry.id, target.describe())
 
     # -- daemon -------------------------------------------------------------
     def next_wait(self) -> float:
-        """Seconds until the next pass: fast right after a change, the interval when idle,
-        sooner when a signal retry falls due."""
+        """Seconds until the next pass: until the earliest source falls due (see `_due_at`),
+        or sooner when a signal retry does."""
         now = self.clock()
-        s = self.settings
-        wait = s.fast_poll_interval if now - self.last_change < s.fast_poll_period \
-            else s.polling_interval
+        wait = max(0.0, min((self._due_at(n, now) for n in self.settings.collectors),
+                            default=now + self.settings.polling_interval) - now)
         due = [e.next_signal_at - now for e in self.pending_signals()]
         if due:
             wait = min(wait, max(0.0, min(due)))
@@ -448,15 +486,18 @@ class Agent:
             if self.reload_event.is_set():
                 self.reload_event.clear()
                 self.reload()
+            wait_at_least = 0.0
             try:
                 result = self.run_pass()
             except StateError as exc:
                 # Full disk or permissions: say why, keep trying; nothing is marked done.
                 log.error("cannot make progress: %s", exc)
                 result = PassResult()
+                # A record that failed leaves its step due at once: do not spin on it.
+                wait_at_least = self.settings.fast_poll_interval
             if on_pass is not None:
                 on_pass(result)
-            self.wake.wait(self.next_wait())
+            self.wake.wait(max(wait_at_least, self.next_wait()))
             self.wake.clear()
 
     def request_reload(self) -> None:
@@ -465,7 +506,8 @@ class Agent:
         self.wake.set()
 
     def reload(self) -> None:
-        """Re-read the configuration files."""
+        """Re-read the configuration files; every source is polled in the next pass."""
+        self._polled_at.clear()
         try:
             self.loaded = config.load(self.loaded_path, self.loaded.cli)
             self._settings_key = None
@@ -482,6 +524,12 @@ class Agent:
         self.stop_event.set()
         self.wake.set()
         threading.Thread(target=process.terminate_all, daemon=True).start()
+
+
+def _renewed_sources(old: config.Settings, new: config.Settings) -> list[str]:
+    """The sources of `new` that `old` did not have, or had with other options."""
+    return [n for n in new.collectors
+            if n not in old.collectors or new.source_options(n) != old.source_options(n)]
 
 
 def _same(cached: state.SourceCache | None, fresh) -> bool:

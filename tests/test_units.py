@@ -35,8 +35,27 @@ def test_settings_precedence(tmp_path):
     assert s.sources["request"] == {"metadata_url": "http://cli", "x": 1}
 
 
+def test_conditional_polling_interval_precedence(tmp_path):
+    assert config.load("/dev/null", old_config=None).settings().conditional_polling_interval == 1.0
+    ini = tmp_path / "occ.conf"
+    ini.write_text("[DEFAULT]\nconditional_polling_interval = 7\n")
+    assert config.load("/dev/null", old_config=str(ini)).settings() \
+        .conditional_polling_interval == 7.0
+    yml = tmp_path / "ga.yaml"
+    yml.write_text("conditional_polling_interval: 3\n")
+    loaded = config.load(str(yml), old_config=str(ini))
+    assert loaded.settings().conditional_polling_interval == 3.0
+    meta = {"os-collect-config": {"conditional_polling_interval": 2, "polling_interval": 30}}
+    s = loaded.settings(meta)
+    assert (s.conditional_polling_interval, s.polling_interval) == (2.0, 30.0)
+    cli = config.load(str(yml), {"conditional_polling_interval": 0.5}, old_config=str(ini))
+    assert cli.settings(meta).conditional_polling_interval == 0.5
+
+
 @pytest.mark.parametrize("text, message", [
     ("polling_interval: soon\n", "polling_interval: must be a number"),
+    ("conditional_polling_interval: soon\n", "conditional_polling_interval: must be a number"),
+    ("conditional_polling_interval: 0\n", "conditional_polling_interval: must be greater than 0"),
     ("collectors: [nope]\n", "collectors: unknown nope"),
     ("max_attempts: 0\n", "max_attempts"),
     ("- a list\n", "must be a YAML mapping"),
@@ -56,6 +75,14 @@ def test_cli_config_error_exits_2(tmp_path):
                            "--state-dir", str(tmp_path / "s")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "polling_interval" in proc.stderr
+
+
+def test_cli_conditional_polling_interval_flag_is_validated(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "guestagent", "--once", "--config", "/dev/null",
+                           "--state-dir", str(tmp_path / "s"),
+                           "--conditional-polling-interval", "-1"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "conditional_polling_interval: must be greater than 0" in proc.stderr
 
 
 def test_merge_unites_deployments_by_id():

@@ -3,33 +3,22 @@ in-process on a simulated clock (its waits and in-pass retry sleeps advance the 
 real sleeping), against the real fake cloud on loopback. Nothing is lost, retries back off,
 and every result is delivered exactly once on recovery."""
 
-import time
-
 from guestagent import config
 from guestagent.agent import Agent
 from tests.support.agent import deployment, signals_for
+from tests.support.clock import SimulatedClock
 
 HOUR = 3600.0
 DOWN = {"CFN_SIGNAL": "/cfn/v1/signal", "TEMP_URL_SIGNAL": "/swift/", "HEAT_SIGNAL": "/heat/"}
 
 
-class SimulatedClock:
-    """Time that moves only when the agent waits."""
-
-    def __init__(self):
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-
-
 def make_agent(cloud, tmp_path, clock):
     loaded = config.load("/dev/null", {
         "collectors": ["request"], "request": {"metadata_url": cloud.metadata_url},
-        "state_dir": str(tmp_path / "state"), "deployed_dir": str(tmp_path / "no-markers")},
+        "state_dir": str(tmp_path / "state"), "deployed_dir": str(tmp_path / "no-markers"),
+        # The request source at the idle interval too: an hour is ~120 passes, not 3600 (the
+        # signal backoff is what is tested here; the schedule is in test_schedule.py).
+        "conditional_polling_interval": 30},
         old_config=None)
     return Agent(loaded, clock=clock, sleep=clock.sleep)
 

@@ -70,4 +70,5 @@ def test_idle_daemon_sees_a_change_at_the_conditional_interval(fakecloud, tmp_pa
         assert daemon.wait(timeout=30) == 0
     assert len(idle) >= 3
     for req in idle:
-        assert (req.method, req.path, req.headers.get("If-None-Match")) == ("GET", "/metadata", etag)
+        assert (req.method, req.path, req.headers.get("If-None-Match")) == \
+            ("GET", "/metadata", etag)

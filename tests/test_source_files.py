@@ -43,7 +43,7 @@ def local_dir(tmp_path):
 
 def settled_local(directory):
     local = build("local", {"path": [str(directory)]})
-    local.settle_ns = 0
+    local.memo.settle_ns = 0
     return local
 
 
@@ -112,7 +112,7 @@ def test_local_missing_directory_then_created(tmp_path):
 
 def test_a_file_too_new_to_trust_is_read_in_full_each_poll(local_dir):
     local = build("local", {"path": [str(local_dir)]})
-    local.settle_ns = 10 ** 18  # every file counts as just written
+    local.memo.settle_ns = 10 ** 18  # every file counts as just written
     _, cache = poll(local, None)
     assert isinstance(local.collect(cache), Collected)
     assert isinstance(local.collect(cache), Collected)
@@ -123,7 +123,7 @@ def test_heat_local_notices_rewrite_chmod_appearance_and_removal(tmp_path):
     write(first, {"k": "v1"})
     os.utime(first, ns=(LONG_AGO_NS, LONG_AGO_NS))
     heat_local = build("heat_local", {"path": [str(first), str(second)]})
-    heat_local.settle_ns = 0
+    heat_local.memo.settle_ns = 0
     got, cache = poll(heat_local, None)
     assert got.document == {"k": "v1"}
     assert heat_local.collect(cache) is NOT_MODIFIED
@@ -151,7 +151,7 @@ def test_heat_local_bad_json_is_refused_on_every_poll(tmp_path):
     path = tmp_path / "cfn-init-data"
     path.write_text("{not json")
     heat_local = build("heat_local", {"path": [str(path)]})
-    heat_local.settle_ns = 0
+    heat_local.memo.settle_ns = 0
     for _ in range(2):
         with pytest.raises(SourceUnavailable, match="not valid JSON"):
             heat_local.collect(SourceCache({}))

@@ -10,40 +10,28 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guestagent.collectors.base import NOT_MODIFIED, Collected
-from guestagent.collectors.jsonfiles import (SETTLE_NS, LastRead, Signature, path_option,
-                                             read_object, remember, stamp)
+from guestagent.collectors.jsonfiles import (FileSource, ReadMemo, Signature, path_option,
+                                             read_object, stamp)
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
-from guestagent.state import SourceCache
 
 DEFAULT_PATH = "/var/lib/heat-cfntools/cfn-init-data"
 
 
 @dataclass
-class HeatLocal:
+class HeatLocal(FileSource):
     paths: list[Path]
     name: str = "heat_local"
-    settle_ns: int = SETTLE_NS
-    _last: LastRead | None = field(default=None, repr=False)
+    memo: ReadMemo = field(default_factory=ReadMemo, repr=False)
 
-    def collect(self, previous: SourceCache | None = None):
-        signature = self._signature()
-        if self._last is not None and self._last.current(signature, previous):
-            return NOT_MODIFIED
-        self._last = None  # set again only by a read that succeeds
-        merged: dict = {}
+    def _read(self, signature: Signature) -> dict:
         found = [path for path, st in signature if st is not None]
         if not found:
             # Normal on an image booted without Heat: skipped quietly, not an outage.
             raise SourceNotConfigured(f"{self.name}: no file at " + ", ".join(map(str, self.paths)))
+        merged: dict = {}
         for path in found:
             merged.update(read_object(self.name, Path(path)))
-        self._last = remember(signature, merged, self.settle_ns)
-        return Collected(merged)
-
-    def cheap_poll(self, previous: SourceCache | None) -> bool:
-        """A poll is a stat call per file."""
-        return True
+        return merged
 
     def _signature(self) -> Signature:
         entries = []

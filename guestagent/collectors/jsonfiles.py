@@ -7,10 +7,11 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
+from guestagent.collectors.base import NOT_MODIFIED, Collected
 from guestagent.errors import SourceUnavailable
 from guestagent.state import SourceCache
 
@@ -43,26 +44,50 @@ def stamp(st: os.stat_result) -> Stamp:
 
 
 @dataclass
-class LastRead:
-    """The document a collector instance last read, and the signature of its files just before."""
+class ReadMemo:
+    """What a file source instance last read, with the signature of its files just before:
+    `collect` answers NOT_MODIFIED instead of reading again while both still hold."""
 
-    signature: Signature
-    document: dict
+    settle_ns: int = SETTLE_NS
+    _signature: Signature | None = field(default=None, repr=False)
+    _document: dict | None = field(default=None, repr=False)
 
-    def current(self, signature: Signature, previous: SourceCache | None) -> bool:
-        """True when the files are as they were and the caller holds the document read from them
-        (a fresh process, or a copy the caller failed to save, means reading in full)."""
-        return (previous is not None and signature == self.signature
-                and (previous.document is self.document or previous.document == self.document))
+    def collect(self, signature: Signature, previous: SourceCache | None,
+                read: Callable[[Signature], dict]):
+        """NOT_MODIFIED when the files are as last read and the caller holds the document read
+        from them (a fresh process, or a copy the caller failed to save, means reading in
+        full); else `read(signature)` as Collected."""
+        if (self._signature is not None and previous is not None and signature == self._signature
+                and (previous.document is self._document or previous.document == self._document)):
+            return NOT_MODIFIED
+        self._signature = self._document = None  # remembered again only when a read succeeds
+        document = read(signature)
+        newest = max((max(s.mtime_ns, s.ctime_ns) for _, s in signature if s is not None),
+                     default=0)
+        if time.time_ns() - newest >= self.settle_ns:  # else too new for its stamp to be trusted
+            self._signature, self._document = signature, document
+        return Collected(document)
 
 
-def remember(signature: Signature, document: dict, settle_ns: int = SETTLE_NS) -> LastRead | None:
-    """A LastRead for a full read made after taking `signature`; None while a file is too new
-    for its stamp to be trusted (the next poll then reads in full again)."""
-    newest = max((max(s.mtime_ns, s.ctime_ns) for _, s in signature if s is not None), default=0)
-    if time.time_ns() - newest < settle_ns:
-        return None
-    return LastRead(signature, document)
+class FileSource:
+    """What `local` and `heat_local` share: a poll is a few stat calls (`_signature`), and the
+    files are read (`_read`) only when those changed. Subclasses set `memo`."""
+
+    memo: ReadMemo
+
+    def collect(self, previous: SourceCache | None = None):
+        """NOT_MODIFIED, or the files' merged document (see ReadMemo.collect)."""
+        return self.memo.collect(self._signature(), previous, self._read)
+
+    def cheap_poll(self, previous: SourceCache | None) -> bool:
+        """Always: a poll is a stat call per file or directory."""
+        return True
+
+    def _signature(self) -> Signature:
+        raise NotImplementedError
+
+    def _read(self, signature: Signature) -> dict:
+        raise NotImplementedError
 
 
 def path_option(options: dict, default: str) -> list[Path]:

@@ -11,27 +11,20 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guestagent.collectors.base import NOT_MODIFIED, Collected
-from guestagent.collectors.jsonfiles import (SETTLE_NS, LastRead, Signature, check_trusted,
-                                             path_option, read_object, remember, stamp)
+from guestagent.collectors.jsonfiles import (FileSource, ReadMemo, Signature, check_trusted,
+                                             path_option, read_object, stamp)
 from guestagent.errors import SourceUnavailable
-from guestagent.state import SourceCache
 
 DEFAULT_PATH = "/var/lib/os-collect-config/local-data"
 
 
 @dataclass
-class Local:
+class Local(FileSource):
     dirs: list[Path]
     name: str = "local"
-    settle_ns: int = SETTLE_NS
-    _last: LastRead | None = field(default=None, repr=False)
+    memo: ReadMemo = field(default_factory=ReadMemo, repr=False)
 
-    def collect(self, previous: SourceCache | None = None):
-        signature = self._signature()
-        if self._last is not None and self._last.current(signature, previous):
-            return NOT_MODIFIED
-        self._last = None  # set again only by a read that succeeds
+    def _read(self, signature: Signature) -> dict:
         merged: dict = {}
         for path, st in signature:
             if st is None:
@@ -40,12 +33,7 @@ class Local:
                 check_trusted(self.name, Path(path), st.uid, st.mode)
             else:
                 merged.update(read_object(self.name, Path(path), check_owner=True))
-        self._last = remember(signature, merged, self.settle_ns)
-        return Collected(merged)
-
-    def cheap_poll(self, previous: SourceCache | None) -> bool:
-        """A poll is a few stat calls."""
-        return True
+        return merged
 
     def _signature(self) -> Signature:
         """Each directory, then its non-hidden regular files by name, with their stamps."""

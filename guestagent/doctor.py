@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from guestagent import config
-from guestagent.errors import GuestAgentError, SourceNotConfigured, StateError
+from guestagent.errors import GuestAgentError, SourceNotConfigured, StateError, TransportError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 # Executables each built-in hook runs (the script hook runs the deployment itself).
@@ -112,14 +112,12 @@ def check_clock(settings: config.Settings) -> Check:
     url = settings.source_options("request").get("metadata_url")
     if "request" not in settings.collectors or not url:
         return Check("clock", OK, f"{time.ctime(now)} (no HTTP source to compare with)")
-    import requests
-
     from guestagent import http
 
     try:
         date = http.request("GET", url, timeout=(5.0, 5.0)).headers.get("Date")
         skew = now - parsedate_to_datetime(date).timestamp()
-    except (requests.RequestException, TypeError, ValueError) as exc:  # no reply or no Date
+    except (TransportError, TypeError, ValueError) as exc:  # no reply or no Date
         return Check("clock", WARN, f"could not compare with the metadata server: "
                                     f"{type(exc).__name__}")
     status = FAIL if abs(skew) > SKEW_FAIL else WARN if abs(skew) > SKEW_WARN else OK

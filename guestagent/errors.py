@@ -60,3 +60,14 @@ class KeystoneError(SourceUnavailable):
     def __init__(self, reason: str, transient: bool = True):
         super().__init__("keystone", reason)
         self.transient = transient
+
+
+class TransportError(GuestAgentError):
+    """No HTTP reply came: refused, reset, cut short, timed out, or TLS failed. `kind` is a
+    short name for messages (ConnectionError, ConnectTimeout, ReadTimeout, SSLError, ...)."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(f"{kind} ({detail})" if detail else kind)
+        self.kind = kind
+        self.detail = detail
+

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from guestagent import http
-from guestagent.errors import KeystoneError
+from guestagent.errors import KeystoneError, TransportError
+
+if TYPE_CHECKING:
+    import requests
 
 _clients: dict[tuple, "KeystoneClient"] = {}
 _clients_lock = threading.Lock()
@@ -89,7 +90,7 @@ class KeystoneClient:
         try:
             return self._session.request(url, method, raise_exc=False, log=False, **kwargs)
         except ks_exc.ConnectionError as exc:
-            raise requests.ConnectionError(f"{method} {http.redact_url(url)}: {_brief(exc)}") from exc
+            raise TransportError("ConnectionError", _brief(exc)) from exc
         except ks_exc.ClientException as exc:
             raise _login_error(self.creds, exc) from exc
 

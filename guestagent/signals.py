@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from guestagent import http
-from guestagent.errors import KeystoneError, SignalFailed
+from guestagent.errors import KeystoneError, SignalFailed, TransportError
 
 if TYPE_CHECKING:
     import requests
@@ -166,8 +166,6 @@ def send(target: Target, body: bytes) -> None:
     """Deliver one signal body; SignalFailed says whether retrying may help."""
     if target.transport == "NO_SIGNAL":
         return
-    import requests
-
     headers = {"Content-Type": "application/json"}
     try:
         if target.url:
@@ -176,8 +174,8 @@ def send(target: Target, body: bytes) -> None:
             resp = _send_keystone(target, body, headers)
     except KeystoneError as exc:
         raise SignalFailed(f"{target.describe()}: {exc.reason}", transient=exc.transient) from exc
-    except requests.RequestException as exc:
-        raise SignalFailed(f"{target.describe()}: {type(exc).__name__}", transient=True) from exc
+    except TransportError as exc:
+        raise SignalFailed(f"{target.describe()}: {exc}", transient=True) from exc
     status = resp.status_code
     if 200 <= status < 300:
         return

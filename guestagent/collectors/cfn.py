@@ -18,13 +18,12 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
-import requests
 
 from guestagent import http
 from guestagent.collectors.base import Collected
 from guestagent.collectors.openstack import verify_option
 from guestagent.collectors.replies import MAX_BODY, describe
-from guestagent.errors import SourceNotConfigured, SourceUnavailable
+from guestagent.errors import SourceNotConfigured, SourceUnavailable, TransportError
 
 SERVER_HINT = "/var/lib/heat-cfntools/cfn-metadata-server"
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -73,9 +72,9 @@ class Cfn:
         where = describe("GET", url)
         try:
             resp = http.request("GET", url, headers={"Accept": "application/xml"},
-                                verify=self.verify)
-        except requests.RequestException as exc:
-            raise SourceUnavailable(self.name, f"{where}: {type(exc).__name__}") from exc
+                                verify=self.verify, max_body=MAX_BODY)
+        except TransportError as exc:
+            raise SourceUnavailable(self.name, f"{where}: {exc}") from exc
         if resp.status_code != 200:
             raise SourceUnavailable(self.name, f"{where}: HTTP {resp.status_code}"
                                                f"{_error_code(resp.content)}")

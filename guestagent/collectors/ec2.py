@@ -10,12 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import requests
 
 from guestagent import http
 from guestagent.collectors import config_drive
 from guestagent.collectors.base import Collected
-from guestagent.errors import SourceUnavailable
+from guestagent.errors import SourceUnavailable, TransportError
 
 DEFAULT_URL = "http://169.254.169.254/latest/meta-data/"
 MAX_DEPTH = 8
@@ -76,8 +75,8 @@ class _Walk:
     def get(self, url: str) -> str:
         try:
             resp = http.request("GET", url, timeout=(self.timeout, self.timeout))
-        except requests.RequestException as exc:
-            raise SourceUnavailable(self.source, f"GET {url}: {type(exc).__name__}") from exc
+        except TransportError as exc:
+            raise SourceUnavailable(self.source, f"GET {url}: {exc}") from exc
         if resp.status_code != 200:
             raise SourceUnavailable(self.source, f"GET {url}: HTTP {resp.status_code}")
         return resp.text

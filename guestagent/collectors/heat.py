@@ -8,13 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import requests
-
 from guestagent import keystone
 from guestagent.collectors.base import Collected
 from guestagent.collectors.openstack import credentials
 from guestagent.collectors.replies import describe, json_reply
-from guestagent.errors import KeystoneError, SourceNotConfigured, SourceUnavailable
+from guestagent.errors import KeystoneError, SourceNotConfigured, SourceUnavailable, TransportError
 
 
 @dataclass
@@ -33,8 +31,8 @@ class Heat:
             resp = ks.request("GET", url, headers={"Accept": "application/json"})
         except KeystoneError as exc:
             raise SourceUnavailable(self.name, exc.reason) from exc
-        except requests.RequestException as exc:
-            raise SourceUnavailable(self.name, f"Heat API unreachable: {type(exc).__name__}") from exc
+        except TransportError as exc:
+            raise SourceUnavailable(self.name, f"Heat API unreachable: {exc}") from exc
         body = json_reply(self.name, describe("GET", url), resp)
         metadata = body.get("metadata") if isinstance(body, dict) else None
         if not isinstance(metadata, dict):

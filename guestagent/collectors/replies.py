@@ -3,16 +3,15 @@ in messages without the query string (where pre-signed URLs keep their secret)."
 
 from __future__ import annotations
 
-import requests
-
 from guestagent import http
 from guestagent.errors import SourceUnavailable
 
 MAX_BODY = 32 * 1024 * 1024
 
 
-def json_reply(source: str, what: str, resp: requests.Response):
-    """The decoded JSON body of a 2xx reply; SourceUnavailable saying what was wrong otherwise."""
+def json_reply(source: str, what: str, resp: http.Reply):
+    """The decoded JSON body of a 2xx reply (an http.Reply, or keystoneauth's reply, which
+    has the same attributes); SourceUnavailable saying what was wrong otherwise."""
     if not 200 <= resp.status_code < 300:
         raise SourceUnavailable(source, f"{what}: HTTP {resp.status_code}")
     if len(resp.content) > MAX_BODY:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import requests
-
 from guestagent import http
 from guestagent.collectors.base import NOT_MODIFIED, Collected
-from guestagent.collectors.replies import json_reply
-from guestagent.errors import SourceNotConfigured, SourceUnavailable
+from guestagent.collectors.replies import MAX_BODY, json_reply
+from guestagent.errors import SourceNotConfigured, SourceUnavailable, TransportError
 from guestagent.state import SourceCache
 
 
@@ -31,9 +29,9 @@ class Request:
         try:
             limit = http.DEFAULT_TIMEOUT if self.timeout is None else (self.timeout, self.timeout)
             resp = http.request("GET", self.url, headers=headers, verify=self.verify,
-                                timeout=limit)
-        except requests.RequestException as exc:
-            raise SourceUnavailable(self.name, f"GET {where}: {type(exc).__name__}") from exc
+                                timeout=limit, max_body=MAX_BODY)
+        except TransportError as exc:
+            raise SourceUnavailable(self.name, f"GET {where}: {exc}") from exc
         if resp.status_code == 304 and previous is not None:
             return NOT_MODIFIED
         document = json_reply(self.name, f"GET {where}", resp)

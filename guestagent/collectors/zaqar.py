@@ -14,13 +14,11 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import requests
-
 from guestagent import keystone
 from guestagent.collectors.base import NOT_MODIFIED, Collected
 from guestagent.collectors.openstack import credentials
 from guestagent.collectors.replies import describe, json_reply
-from guestagent.errors import KeystoneError, SourceUnavailable
+from guestagent.errors import KeystoneError, SourceUnavailable, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +89,7 @@ class Zaqar:
 
     # ---- Zaqar v2 requests ------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
+    def _request(self, method: str, path: str, **kwargs):
         headers = {"Client-ID": self.client_id, "X-Project-Id": self.creds.project_id,
                    "Accept": "application/json"}
         try:
@@ -100,8 +98,8 @@ class Zaqar:
             return ks.request(method, url, headers=headers, **kwargs)
         except KeystoneError as exc:
             raise SourceUnavailable(self.name, exc.reason) from exc
-        except requests.RequestException as exc:
-            raise SourceUnavailable(self.name, f"Zaqar unreachable: {type(exc).__name__}") from exc
+        except TransportError as exc:
+            raise SourceUnavailable(self.name, f"Zaqar unreachable: {exc}") from exc
 
     def _claim(self) -> list[dict]:
         resp = self._request("POST", f"claims?limit={CLAIM_LIMIT}",

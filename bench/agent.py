@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -270,7 +271,8 @@ def latency(agent: GuestAgent, server: Server, tmp: Path, changes: int, quiet: i
         # A quiet spell past the fast-poll window, then a change: waits for the idle poll.
         after_quiet = []
         for n in range(quiet):
-            time.sleep(121 if n else 0)
+            # A random fraction: the change lands at any phase of the 1 s conditional poll.
+            time.sleep(121 + random.random() if n else 0)
             after_quiet.append(change(1000 + n))
         # A stack operation: each change soon after the previous (Heat answering a signal).
         during = []

@@ -6,13 +6,11 @@ unchanged answers NOT_MODIFIED without parsing.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from guestagent.collectors.jsonfiles import (FileSource, ReadMemo, Signature, path_option,
-                                             read_object, stamp)
-from guestagent.errors import SourceNotConfigured, SourceUnavailable
+from guestagent.collectors.jsonfiles import FileSource, Signature, path_option, read_object
+from guestagent.errors import SourceNotConfigured
 
 DEFAULT_PATH = "/var/lib/heat-cfntools/cfn-init-data"
 
@@ -21,7 +19,6 @@ DEFAULT_PATH = "/var/lib/heat-cfntools/cfn-init-data"
 class HeatLocal(FileSource):
     paths: list[Path]
     name: str = "heat_local"
-    memo: ReadMemo = field(default_factory=ReadMemo, repr=False)
 
     def _read(self, signature: Signature) -> dict:
         found = [path for path, st in signature if st is not None]
@@ -34,15 +31,8 @@ class HeatLocal(FileSource):
         return merged
 
     def _signature(self) -> Signature:
-        entries = []
-        for path in self.paths:
-            try:
-                entries.append((str(path), stamp(os.stat(path))))
-            except (FileNotFoundError, NotADirectoryError):
-                entries.append((str(path), None))
-            except OSError as exc:
-                raise SourceUnavailable(self.name, f"{path}: {exc.strerror}") from exc
-        return tuple(entries)
+        return tuple((str(path), self._stamp(path, (FileNotFoundError, NotADirectoryError)))
+                     for path in self.paths)
 
 
 def build(options: dict) -> HeatLocal:

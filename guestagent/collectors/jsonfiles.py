@@ -69,11 +69,13 @@ class ReadMemo:
         return Collected(document)
 
 
+@dataclass
 class FileSource:
     """What `local` and `heat_local` share: a poll is a few stat calls (`_signature`), and the
-    files are read (`_read`) only when those changed. Subclasses set `memo`."""
+    files are read (`_read`) only when those changed. Subclasses are dataclasses with a
+    `name` (the source's)."""
 
-    memo: ReadMemo
+    memo: ReadMemo = field(default_factory=ReadMemo, repr=False, kw_only=True)
 
     def collect(self, previous: SourceCache | None = None):
         """NOT_MODIFIED, or the files' merged document (see ReadMemo.collect)."""
@@ -82,6 +84,16 @@ class FileSource:
     def cheap_poll(self, previous: SourceCache | None) -> bool:
         """Always: a poll is a stat call per file or directory."""
         return True
+
+    def _stamp(self, path: Path | str, absent: tuple = (FileNotFoundError,)) -> Stamp | None:
+        """The Stamp of `path`, None when stat fails with one of `absent`; SourceUnavailable
+        naming the path for any other failure."""
+        try:
+            return stamp(os.stat(path))
+        except absent:
+            return None
+        except OSError as exc:
+            raise SourceUnavailable(self.name, f"{path}: {exc.strerror}") from exc
 
     def _signature(self) -> Signature:
         raise NotImplementedError

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from guestagent.collectors.jsonfiles import (FileSource, ReadMemo, Signature, check_trusted,
+from guestagent.collectors.jsonfiles import (FileSource, Signature, check_trusted,
                                              path_option, read_object, stamp)
 from guestagent.errors import SourceUnavailable
 
@@ -22,7 +22,6 @@ DEFAULT_PATH = "/var/lib/os-collect-config/local-data"
 class Local(FileSource):
     dirs: list[Path]
     name: str = "local"
-    memo: ReadMemo = field(default_factory=ReadMemo, repr=False)
 
     def _read(self, signature: Signature) -> dict:
         merged: dict = {}
@@ -39,11 +38,14 @@ class Local(FileSource):
         """Each directory, then its non-hidden regular files by name, with their stamps."""
         entries = []
         for directory in self.dirs:
+            st = self._stamp(directory)
+            entries.append((str(directory), st))
+            if st is None:
+                continue
             try:
-                entries.append((str(directory), stamp(os.stat(directory))))
                 listing = sorted(os.scandir(directory), key=lambda e: e.name)
             except FileNotFoundError:
-                entries.append((str(directory), None))
+                entries.append((str(directory), None))  # removed since its stat
                 continue
             except OSError as exc:
                 raise SourceUnavailable(self.name, f"{directory}: {exc.strerror}") from exc

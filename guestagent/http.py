@@ -25,7 +25,6 @@ from urllib.parse import urljoin, urlsplit
 from guestagent.errors import TransportError
 
 if TYPE_CHECKING:
-    import http.client
     import ssl
 
     import requests
@@ -264,13 +263,14 @@ def _through_requests(method: str, url: str, headers: dict, data: bytes | None,
         with resp:
             content = resp.raw.read(max_body + 1, decode_content=True)
     except requests.RequestException as exc:
-        raise TransportError(type(exc).__name__, _brief(exc)) from exc
+        raise TransportError(type(exc).__name__, brief_error(exc)) from exc
     except OSError as exc:  # a CA bundle path that does not exist, raised before any request
-        raise TransportError("SSLError", _brief(exc)) from exc
+        raise TransportError("SSLError", brief_error(exc)) from exc
     return Reply(resp.status_code, resp.headers, content, url)
 
 
-def _brief(exc: BaseException) -> str:
-    # requests puts the whole URL (query string and its signature included) in its messages.
+def brief_error(exc: BaseException) -> str:
+    """The first line of an HTTP library's error, cut before any query string: requests and
+    keystoneauth1 put whole URLs (a pre-signed one's signature included) in their messages."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text.split("?", 1)[0][:200]

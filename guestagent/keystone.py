@@ -90,7 +90,7 @@ class KeystoneClient:
         try:
             return self._session.request(url, method, raise_exc=False, log=False, **kwargs)
         except ks_exc.ConnectionError as exc:
-            raise TransportError("ConnectionError", _brief(exc)) from exc
+            raise TransportError("ConnectionError", http.brief_error(exc)) from exc
         except ks_exc.ClientException as exc:
             raise _login_error(self.creds, exc) from exc
 
@@ -105,13 +105,9 @@ def client(creds: Credentials) -> KeystoneClient:
         return found
 
 
-def _brief(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-
-
 def _login_error(creds: Credentials, exc: Exception) -> KeystoneError:
     from keystoneauth1 import exceptions as ks_exc
 
     refused = isinstance(exc, (ks_exc.Unauthorized, ks_exc.Forbidden, ks_exc.NotFound))
     return KeystoneError(f"login at {creds.v3_url} as user {creds.user_id} failed: "
-                         f"{type(exc).__name__}: {_brief(exc)}", transient=not refused)
+                         f"{type(exc).__name__}: {http.brief_error(exc)}", transient=not refused)

@@ -103,26 +103,27 @@ def test_malformed_xml(fakecloud, tmp_path, kind):
         cfn.collect(None)
 
 
-def test_entity_expansion_refused(fakecloud, tmp_path):
+def _cfn_serving(fakecloud, tmp_path, body: str):
+    """A cfn source whose metadata URL answers `body` as it is (the plain metadata path)."""
+    fakecloud.set_metadata(body.encode())
     cfn = _cfn(fakecloud, tmp_path)
+    cfn.metadata_url = fakecloud.metadata_url
+    return cfn
+
+
+def test_entity_expansion_refused(fakecloud, tmp_path):
     bomb = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
             '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
             "<DescribeStackResourceResponse><DescribeStackResourceResult><StackResourceDetail>"
             "<Metadata>&lol2;</Metadata></StackResourceDetail></DescribeStackResourceResult>"
             "</DescribeStackResourceResponse>")
-    # The plain metadata URL serves whatever bytes we give it: here, the bomb.
-    fakecloud.set_metadata(bomb.encode())
-    cfn.metadata_url = fakecloud.metadata_url
     with pytest.raises(SourceUnavailable, match="DTD; refused"):
-        cfn.collect(None)
+        _cfn_serving(fakecloud, tmp_path, bomb).collect(None)
 
 
 def test_metadata_not_json(fakecloud, tmp_path):
-    cfn = _cfn(fakecloud, tmp_path)
     xml = ("<DescribeStackResourceResponse><DescribeStackResourceResult><StackResourceDetail>"
            "<Metadata>{not json</Metadata></StackResourceDetail></DescribeStackResourceResult>"
            "</DescribeStackResourceResponse>")
-    fakecloud.set_metadata(xml.encode())
-    cfn.metadata_url = fakecloud.metadata_url
     with pytest.raises(SourceUnavailable, match="Metadata is not valid JSON"):
-        cfn.collect(None)
+        _cfn_serving(fakecloud, tmp_path, xml).collect(None)

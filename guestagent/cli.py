@@ -135,13 +135,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         logs.setup(settings.log_level)
         agent = Agent(loaded)
         agent.loaded_path = args.config
-        agent.state.lock()
+        agent.statedir.lock()
     except (ConfigError, StateError) as exc:
         print(f"guestagent: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.once:
         try:
-            result = agent.run_pass(force_signals=True)
+            result = agent.run_pass(signals_now=True)
         except StateError as exc:
             # Full disk or permissions: nothing further was marked done; say why and fail.
             log.error("cannot make progress: %s", exc)

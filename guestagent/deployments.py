@@ -196,7 +196,7 @@ def plan(deployments: Iterable[Deployment], journal: Mapping[str, Any],
     `journal` maps keys to JournalEntry; `already_deployed(id)` says whether an
     old agent's marker shows the id as done.
     """
-    from guestagent.state import DONE_STATES, GONE  # state imports nothing of ours back
+    from guestagent.journal import DONE_STATES, GONE  # the journal imports nothing of ours back
 
     deployments = list(deployments)
     present = {d.key for d in deployments}

@@ -125,10 +125,11 @@ def check_clock(settings: config.Settings) -> Check:
 
 
 def _entries(root: Path):
+    from guestagent.journal import Journal
     from guestagent.state import StateDir
 
     try:
-        return list(StateDir(root).journal().values()) if root.is_dir() else []
+        return list(Journal(StateDir(root))) if root.is_dir() else []
     except StateError:
         return []
 

@@ -54,6 +54,15 @@ class StateError(GuestAgentError):
     """The state directory cannot be read or written (permissions, full disk)."""
 
 
+class IllegalMove(GuestAgentError):
+    """A journal move the state machine does not allow (a bug, never bad input)."""
+
+    def __init__(self, key: str, state: str, move: str):
+        super().__init__(f"deployment {key}: journal move {move!r} is not allowed from state "
+                         f"{state!r}")
+        self.key, self.state, self.move = key, state, move
+
+
 class KeystoneError(SourceUnavailable):
     """Login or catalog lookup failed; `transient` is False when credentials were refused."""
 

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 # How long a group gets between SIGTERM and SIGKILL.
 KILL_GRACE = 5.0
@@ -96,8 +96,10 @@ def child_env(base: Mapping[str, str] | None = None, extra: Mapping[str, Any] | 
 
 def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
         stdin: bytes | None = None, env: Mapping[str, str] | None = None,
-        cwd: Path | None = None, timeout: float = 3600.0) -> ProcessResult:
-    """Run `argv` to completion or timeout; output goes to the two paths (0600, truncated)."""
+        cwd: Path | None = None, timeout: float = 3600.0,
+        on_spawn: Callable[[int], None] | None = None) -> ProcessResult:
+    """Run `argv` to completion or timeout; output goes to the two paths (0600, truncated).
+    `on_spawn(pid)` is called once the child (the leader of its own group) exists."""
     argv = [str(a) for a in argv]
     start = time.monotonic()
     with _open_capture(stdout_path) as out, _open_capture(stderr_path) as err:
@@ -109,6 +111,8 @@ def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
         _running.add(proc.pid)
     timed_out = False
     try:
+        if on_spawn is not None:
+            on_spawn(proc.pid)
         if stdin is not None:
             _feed(proc, stdin)
         try:
@@ -196,3 +200,62 @@ def _group_alive(pgid: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+@dataclass(frozen=True)
+class GroupMark:
+    """Enough to recognise a process group after our own restart: leader pid, its start
+    time (clock ticks since boot) and the boot it started in."""
+
+    pgid: int
+    started: int | None
+    boot_id: str | None
+
+
+def mark_group(pid: int) -> GroupMark:
+    """The GroupMark of the group `pid` leads."""
+    return GroupMark(pid, start_time(pid), boot_id())
+
+
+def stop_leftover_group(mark: GroupMark, grace: float = KILL_GRACE) -> bool:
+    """Terminate a group an earlier life of the agent left running (SIGTERM, then SIGKILL
+    after `grace` s). Returns True when one was found. A group from another boot, or whose
+    pid now leads another process, is not ours and is left alone."""
+    if mark.boot_id is None or mark.boot_id != boot_id() or not _group_alive(mark.pgid):
+        return False
+    leader = start_time(mark.pgid)
+    # A live group keeps its id reserved, so with the leader gone the group is still ours.
+    if leader is not None and leader != mark.started:
+        return False
+    _signal_group(mark.pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(mark.pgid):
+        time.sleep(0.05)
+    _signal_group(mark.pgid, signal.SIGKILL)
+    while _group_alive(mark.pgid) and time.monotonic() < deadline + grace:
+        time.sleep(0.01)  # SIGKILL is not instant: wait until the group is gone
+    return True
+
+
+def boot_id() -> str | None:
+    """This boot's id (a process start time only means something within one boot)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the fields follow the last ')'.
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None

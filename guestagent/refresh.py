@@ -17,6 +17,7 @@ package ships; an image installs them under the base directory.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -27,6 +28,8 @@ from typing import Mapping, Sequence
 
 from guestagent import process
 from guestagent.state import ensure_dir, safe_component, write_atomic, write_json
+
+log = logging.getLogger("guestagent")
 
 DEFAULT_BASE_DIR = Path("/usr/libexec/os-refresh-config")
 PHASES = ("pre-configure.d", "configure.d", "post-configure.d", "migration.d")
@@ -180,3 +183,31 @@ def run_refresh(config_files: Sequence[Path], base_dir: Path | None = None, *,
                 result.error_steps.append(
                     _run_script(ERROR_PHASE, script, env_files, child, logs, timeout))
     return result
+
+
+def refresh_on_change(state_root: Path, os_config_dir: Path, documents: Mapping[str, dict],
+                      digest: str, timeout: float) -> None:
+    """os-refresh-config's job on a metadata change: write the per-source files that
+    OS_CONFIG_FILES names, then run the refresh phases (templates render at configure.d/20).
+
+    The digest of what was last refreshed is kept on disk (`refreshed.sha256`): a restart
+    with the same metadata (every `--once`) does not run the phases again.
+    """
+    marker = Path(state_root) / "refreshed.sha256"
+    try:
+        if marker.read_text().strip() == digest:
+            return
+    except FileNotFoundError:
+        pass
+    files = write_config_files(os_config_dir, documents)
+    outcome = run_refresh(files, timeout=timeout, log_dir=Path(state_root) / "refresh")
+    for skipped in outcome.skipped:
+        log.info("refresh: %s", skipped)
+    if not outcome.ok:
+        # The old agent stopped here and never ran the deployments; they still run.
+        # No marker: the next start tries the phases again.
+        log.error("%s", outcome.summary())
+        return
+    if outcome.steps:
+        log.info("refresh: %d phase scripts ran", len(outcome.steps))
+    write_atomic(marker, digest.encode())

@@ -3,13 +3,14 @@
 Layout under the state directory (0700, files 0600):
 
     sources/<name>.json            last good document of each source, with its validators
-    deployments/<key>/journal.json the deployment's journal entry (state machine, see DESIGN.md)
+    deployments/<key>/journal.json the deployment's journal entry (the state machine: journal.py)
     deployments/<key>/deployment.json  the deployment as received (holds signal credentials)
     deployments/<key>/response.json    the full hook response (untrimmed)
     deployments/<key>/stdout, stderr   what the hook printed, in full
     hooks/<group>/...              hook working and outputs directories
     lock                           held by the running agent
     health.json                    sources unreachable on the last pass
+    refreshed.sha256               digest of the metadata the refresh phases last ran for
 """
 
 from __future__ import annotations
@@ -24,21 +25,13 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
-from guestagent import crashpoint
 from guestagent.errors import StateError
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
-# Journal states, in the order a deployment moves through them.
-RECEIVED = "received"
-RUNNING = "running"
-FINISHED = "finished"
-SIGNALLED = "signalled"
-GONE = "gone"
-DONE_STATES = frozenset({FINISHED, SIGNALLED, GONE})
 # Which sources the agent could not reach on its last pass (read by `guestagent status`).
 HEALTH_FILE = "health.json"
 
@@ -148,40 +141,6 @@ class SourceCache:
     document: dict
     etag: str | None = None
     last_modified: str | None = None
-    fetched_at: float = 0.0
-
-
-@dataclass
-class JournalEntry:
-    """Where one deployment stands. Crosses agent, signals and status."""
-
-    key: str
-    id: str
-    name: str
-    group: str
-    state: str = RECEIVED
-    action: str = "CREATE"
-    attempts: int = 0
-    status_code: int | None = None
-    error: str | None = None
-    received_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    signalled_at: float | None = None
-    transport: str | None = None
-    signal_attempts: int = 0
-    next_signal_at: float = 0.0
-    signal_error: str | None = None
-    signal_final: bool = False
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "JournalEntry":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def signal_pending(self) -> bool:
-        """True while a finished result still has to reach the orchestrator."""
-        return self.state == FINISHED and not self.signal_final
 
 
 @dataclass
@@ -189,7 +148,6 @@ class StateDir:
     """The agent's state directory and the records in it."""
 
     root: Path
-    _journal: dict[str, JournalEntry] | None = field(default=None, repr=False)
     _lock_fd: int = field(default=-1, repr=False)
     _sources: dict[str, SourceCache | None] = field(default_factory=dict, repr=False)
 
@@ -208,10 +166,6 @@ class StateDir:
     def deployment_dir(self, key: str) -> Path:
         return self.root / "deployments" / safe_component(key)
 
-    def hook_dir(self, group: str, kind: str) -> Path:
-        """Working (`kind`='work') or outputs ('outputs') directory of one hook."""
-        return ensure_dir(self.root / "hooks" / safe_component(group) / kind)
-
     # -- single instance ------------------------------------------------
     def lock(self) -> None:
         """Take the agent lock, or raise StateError naming who holds it."""
@@ -227,11 +181,6 @@ class StateDir:
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
 
-    def unlock(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-
     # -- sources --------------------------------------------------------
     def load_source(self, name: str) -> SourceCache | None:
         # Read from disk once; afterwards save_source keeps the copy in memory current.
@@ -243,8 +192,7 @@ class StateDir:
         data = read_json(self.root / "sources" / f"{safe_component(name)}.json")
         if not isinstance(data, dict) or not isinstance(data.get("document"), dict):
             return None
-        return SourceCache(**{k: data.get(k) for k in ("document", "etag", "last_modified")},
-                           fetched_at=data.get("fetched_at") or 0.0)
+        return SourceCache(**{k: data.get(k) for k in ("document", "etag", "last_modified")})
 
     def save_source(self, name: str, cache: SourceCache) -> None:
         write_json(self.root / "sources" / f"{safe_component(name)}.json",
@@ -255,34 +203,7 @@ class StateDir:
         """Record which sources are unreachable (callers write it only when it changes)."""
         write_json(self.root / HEALTH_FILE, {"sources_failing": sources_failing})
 
-    # -- journal --------------------------------------------------------
-    def journal(self) -> dict[str, JournalEntry]:
-        """All journal entries by key; read from disk once, then kept in memory."""
-        if self._journal is None:
-            self._journal = {}
-            base = self.root / "deployments"
-            for child in sorted(base.iterdir()) if base.is_dir() else []:
-                try:
-                    data = read_json(child / "journal.json")
-                except StateError:
-                    continue  # a torn directory from a crash mid-create: nothing was promised
-                if isinstance(data, dict) and "key" in data:
-                    entry = JournalEntry.from_dict(data)
-                    self._journal[entry.key] = entry
-        return self._journal
-
-    def record(self, entry: JournalEntry) -> None:
-        """Persist a journal transition before anything that depends on it happens."""
-        try:
-            ddir = ensure_dir(self.deployment_dir(entry.key))
-            write_json(ddir / "journal.json", dataclasses.asdict(entry))
-        except StateError:
-            # Callers change entries in place: memory must not run ahead of the disk.
-            self._journal = None
-            raise
-        self.journal()[entry.key] = entry
-        crashpoint.after(entry.state)
-
+    # -- per-deployment records (the journal entry itself: journal.py) -------
     def save_deployment(self, key: str, raw: dict) -> None:
         self._save_record(key, "deployment.json", raw)
 
@@ -318,6 +239,3 @@ class StateDir:
             raw = dict(raw, inputs=[i for i in inputs
                                     if not (isinstance(i, dict) and i.get("name") in names)])
         self.save_deployment(key, raw)
-
-    def entries(self) -> Iterator[JournalEntry]:
-        return iter(list(self.journal().values()))

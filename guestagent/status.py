@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from guestagent.state import (FINISHED, HEALTH_FILE, RECEIVED, RUNNING, SIGNALLED,
-                              JournalEntry, StateDir, read_json)
+from guestagent.journal import (FINISHED, RECEIVED, REFUSED, RUNNING, SIGNALLED, Journal,
+                                JournalEntry)
+from guestagent.state import HEALTH_FILE, StateDir, read_json
 
 OK, FAILED, DEGRADED = 0, 1, 2
 
@@ -31,24 +32,27 @@ class Snapshot:
     sources_failing: dict[str, str]   # source -> last error, as the agent last recorded it
     agent_running: bool
     reasons: list[str] = field(default_factory=list)
+    corrupt: dict[str, str] = field(default_factory=dict)  # deployment directory -> why
 
     def pending(self) -> list[str]:
         """Labels of work the agent still has to do."""
         busy = [f"{e.name} ({e.id}) {e.state}" for e in self.entries
                 if e.state in (RECEIVED, RUNNING)]
-        unsent = [f"{e.name} ({e.id}) signal pending" for e in self.entries if e.signal_pending()]
+        unsent = [f"{e.name} ({e.id}) signal pending" for e in self.entries if e.signal_pending]
         return busy + unsent + [f"{i} not started" for i in self.unseen]
 
     def verdict(self) -> int:
         """OK, FAILED or DEGRADED, with `reasons` filled in."""
         self.reasons = []
         for e in self.entries:
-            if e.state in (FINISHED, SIGNALLED) and e.status_code:
+            if e.state in (FINISHED, SIGNALLED, REFUSED) and e.status_code:
                 self.reasons.append(f"deployment {e.name} ({e.id}) failed with status "
                                     f"{e.status_code}: {e.error or ''}".rstrip(": "))
-            if e.signal_final and e.state == FINISHED:
+            if e.state == REFUSED:
                 self.reasons.append(f"deployment {e.name} ({e.id}): signal refused: "
                                     f"{e.signal_error}")
+        for directory, why in sorted(self.corrupt.items()):
+            self.reasons.append(f"deployment directory {directory}: {why}")
         if self.reasons:
             return FAILED
         for name, error in sorted(self.sources_failing.items()):
@@ -77,24 +81,26 @@ def agent_running(root: Path) -> bool:
 def snapshot(root: Path) -> Snapshot:
     """Read journal, cached metadata and source health from the state directory `root`."""
     from guestagent import deployments
-    from guestagent.agent import merge
+    from guestagent.poller import merge_documents
 
-    state = StateDir(root)
-    entries = sorted(state.journal().values(), key=lambda e: e.received_at)
+    statedir = StateDir(root)
+    journal = Journal(statedir)
+    entries = sorted(journal, key=lambda e: e.received_at)
     known = {e.key for e in entries}
     docs = []
-    for path in sorted((state.root / "sources").glob("*.json")):
+    for path in sorted((statedir.root / "sources").glob("*.json")):
         data = read_json(path)
         if isinstance(data, dict) and isinstance(data.get("document"), dict):
             docs.append(data["document"])
     try:
-        parsed = deployments.parse(merge(docs))
+        parsed = deployments.parse(merge_documents(docs))
     except deployments.InvalidDeployment:
         parsed = []
     unseen = [d.id for d in parsed if d.key not in known]
-    health = read_json(state.root / HEALTH_FILE) or {}
+    health = read_json(statedir.root / HEALTH_FILE) or {}
     failing = {k: str(v) for k, v in (health.get("sources_failing") or {}).items()}
-    return Snapshot(entries, unseen, failing, agent_running(state.root))
+    return Snapshot(entries, unseen, failing, agent_running(statedir.root),
+                    corrupt=dict(journal.corrupt))
 
 
 def wait(root: Path, timeout: float, *, interval: float = 0.25,
@@ -109,16 +115,16 @@ def wait(root: Path, timeout: float, *, interval: float = 0.25,
         sleep(min(interval, max(0.0, deadline - clock())))
 
 
+# What each journal state says about the deployment's signal.
+_SIGNAL_STATE = {FINISHED: "pending", REFUSED: "refused"}
+
+
 def status_row(entry: JournalEntry) -> dict:
     """One deployment's status, for people and for --json."""
     if entry.state == SIGNALLED:
         signal_state = "delivered" if entry.transport != "NO_SIGNAL" else "not needed"
-    elif entry.signal_final:
-        signal_state = "refused"
-    elif entry.state == FINISHED:
-        signal_state = "pending"
     else:
-        signal_state = "-"
+        signal_state = _SIGNAL_STATE.get(entry.state, "-")
     last = entry.finished_at or entry.started_at
     return {"id": entry.id, "name": entry.name, "group": entry.group, "action": entry.action,
             "state": entry.state, "status_code": entry.status_code, "attempts": entry.attempts,

@@ -153,5 +153,5 @@ def test_request_source_is_cheap_once_it_has_a_validator():
     assert not request.cheap_poll(SourceCache({}))
     assert request.cheap_poll(SourceCache({}, etag='"abc"'))
     assert request.cheap_poll(SourceCache({}, last_modified="Sat, 21 Nov 2026 12:00:00 GMT"))
-    assert not hasattr(build("cfn", {**CFN, "metadata_url": "http://127.0.0.1:9/v1/"}),
-                       "cheap_poll")
+    cfn = build("cfn", {**CFN, "metadata_url": "http://127.0.0.1:9/v1/"})
+    assert not cfn.cheap_poll(None) and not cfn.cheap_poll(SourceCache({}, etag='"abc"'))

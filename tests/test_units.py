@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from guestagent import config, deployments, signals, state
-from guestagent.agent import merge
+from guestagent import config, deployments, journal, signals, state
+from guestagent.poller import merge_documents as merge
 from guestagent.errors import ConfigError
 
 
@@ -96,12 +96,12 @@ def test_merge_unites_deployments_by_id():
 def test_plan_runs_unfinished_in_order_and_lists_gone():
     deps = deployments.parse({"deployments": [
         {"id": i, "group": "script", "config": ""} for i in ("a", "b", "c", "d")]})
-    journal = {
-        "a": state.JournalEntry("a", "a", "a", "script", state=state.SIGNALLED),
-        "b": state.JournalEntry("b", "b", "b", "script", state=state.RUNNING),
-        "z": state.JournalEntry("z", "z", "z", "script", state=state.FINISHED),
+    entries = {
+        "a": journal.JournalEntry("a", "a", "a", "script", state=journal.SIGNALLED),
+        "b": journal.JournalEntry("b", "b", "b", "script", state=journal.RUNNING),
+        "z": journal.JournalEntry("z", "z", "z", "script", state=journal.FINISHED),
     }
-    plan = deployments.plan(deps, journal, already_deployed=lambda i: i == "c")
+    plan = deployments.plan(deps, entries, already_deployed=lambda i: i == "c")
     assert [d.id for d in plan.to_run] == ["b", "d"]
     assert plan.gone == ["z"]
 

@@ -1,24 +1,15 @@
 """What every collector returns, and the contract they share.
 
-A collector is a small object with one public method, `collect(previous)`:
-it returns `Collected` (a new document), `NOT_MODIFIED`, or raises
-`SourceUnavailable` (this pass failed; the last good copy stays in effect).
-A module builds its collector with `build(options)`, raising
-`SourceNotConfigured` when the options lack what it needs.
-
-Optional methods the agent looks for:
-- `cheap_poll(previous) -> bool`: True when the next poll costs the server and us next to
-  nothing (a conditional GET that can be answered 304, or a stat of local files). Such a
-  source is polled every `conditional_polling_interval`; one without the method, or
-  answering False, every `polling_interval` (each poll costs the cloud a token or signature
-  check and a database read, or a device scan).
-- `release()`: every deployment of the last document has run (zaqar lets its message go).
+A collector subclasses `Collector` and implements `collect(previous)`: it returns
+`Collected` (a new document), `NOT_MODIFIED`, or raises `SourceUnavailable` (this pass
+failed; the last good copy stays in effect). A module builds its collector with
+`build(options)`, raising `SourceNotConfigured` when the options lack what it needs.
+The other methods have defaults a collector overrides when it has more to say.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from guestagent.state import SourceCache
 
@@ -40,13 +31,21 @@ class _NotModified:
 NOT_MODIFIED = _NotModified()
 
 
-class Collector(Protocol):
-    name: str
+class Collector:
+    """One metadata source."""
 
-    def collect(self, previous: SourceCache | None) -> "Collected | _NotModified": ...
+    name = "?"
 
+    def collect(self, previous: SourceCache | None) -> "Collected | _NotModified":
+        """A fresh document, NOT_MODIFIED, or SourceUnavailable."""
+        raise NotImplementedError
 
-def cheap_poll(collector: object, previous: SourceCache | None) -> bool:
-    """Whether polling `collector` now is cheap (see the module docstring)."""
-    method = getattr(collector, "cheap_poll", None)
-    return bool(method is not None and method(previous))
+    def cheap_poll(self, previous: SourceCache | None) -> bool:
+        """True when the next poll costs the server and us next to nothing (a conditional GET
+        that can be answered 304, a stat of local files): such a source is polled every
+        `conditional_polling_interval`, the others every `polling_interval` (a token or
+        signature check and a database read in the cloud, or a device scan)."""
+        return False
+
+    def release(self) -> None:
+        """Every deployment of the last document has run (zaqar lets its message go)."""

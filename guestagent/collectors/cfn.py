@@ -20,7 +20,7 @@ from xml.etree import ElementTree
 
 
 from guestagent import http
-from guestagent.collectors.base import Collected
+from guestagent.collectors.base import Collected, Collector
 from guestagent.collectors.openstack import verify_option
 from guestagent.collectors.replies import MAX_BODY, describe
 from guestagent.errors import SourceNotConfigured, SourceUnavailable, TransportError
@@ -42,7 +42,7 @@ def _enc(value: str) -> str:
 
 
 @dataclass
-class Cfn:
+class Cfn(Collector):
     metadata_url: str
     stack_name: str
     access_key_id: str

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guestagent import process
-from guestagent.collectors.base import NOT_MODIFIED, Collected
+from guestagent.collectors.base import Collected, Collector, NOT_MODIFIED
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
 
 LABELS = ("config-2", "CONFIG-2")
@@ -168,7 +168,7 @@ def read_json(device: Path, relpath: str) -> dict | None:
 
 
 @dataclass
-class ConfigDrive:
+class ConfigDrive(Collector):
     device: str | None = None
     boot_metadata_file: Path = Path(BOOT_METADATA_FILE)
     name: str = "config_drive"

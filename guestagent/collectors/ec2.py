@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from guestagent import http
 from guestagent.collectors import config_drive
-from guestagent.collectors.base import Collected
+from guestagent.collectors.base import Collected, Collector
 from guestagent.errors import SourceUnavailable, TransportError
 
 DEFAULT_URL = "http://169.254.169.254/latest/meta-data/"
@@ -23,7 +23,7 @@ _INDEXED = re.compile(r"^(\d+)=")
 
 
 @dataclass
-class Ec2:
+class Ec2(Collector):
     base_url: str = DEFAULT_URL
     timeout: float = 10.0
     drive_device: str | None = None

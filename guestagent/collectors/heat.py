@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from guestagent import keystone
-from guestagent.collectors.base import Collected
+from guestagent.collectors.base import Collected, Collector
 from guestagent.collectors.openstack import credentials
 from guestagent.collectors.replies import describe, json_reply
 from guestagent.errors import KeystoneError, SourceNotConfigured, SourceUnavailable, TransportError
 
 
 @dataclass
-class Heat:
+class Heat(Collector):
     creds: keystone.Credentials
     stack_id: str
     resource_name: str

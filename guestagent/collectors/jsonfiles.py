@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from guestagent.collectors.base import NOT_MODIFIED, Collected
+from guestagent.collectors.base import NOT_MODIFIED, Collected, Collector
 from guestagent.errors import SourceUnavailable
 from guestagent.state import SourceCache
 
@@ -70,7 +70,7 @@ class ReadMemo:
 
 
 @dataclass
-class FileSource:
+class FileSource(Collector):
     """What `local` and `heat_local` share: a poll is a few stat calls (`_signature`), and the
     files are read (`_read`) only when those changed. Subclasses are dataclasses with a
     `name` (the source's)."""

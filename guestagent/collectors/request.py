@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from guestagent import http
-from guestagent.collectors.base import NOT_MODIFIED, Collected
+from guestagent.collectors.base import Collected, Collector, NOT_MODIFIED
 from guestagent.collectors.replies import MAX_BODY, json_reply
 from guestagent.errors import SourceNotConfigured, SourceUnavailable, TransportError
 from guestagent.state import SourceCache
 
 
 @dataclass
-class Request:
+class Request(Collector):
     url: str
     verify: bool | str = True
     name: str = "request"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from guestagent import keystone
-from guestagent.collectors.base import NOT_MODIFIED, Collected
+from guestagent.collectors.base import Collected, Collector, NOT_MODIFIED
 from guestagent.collectors.openstack import credentials
 from guestagent.collectors.replies import describe, json_reply
 from guestagent.errors import KeystoneError, SourceUnavailable, TransportError
@@ -38,7 +38,7 @@ class _Held:
 
 
 @dataclass
-class Zaqar:
+class Zaqar(Collector):
     creds: keystone.Credentials
     queue_id: str
     client_id: str

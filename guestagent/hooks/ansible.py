@@ -11,7 +11,7 @@ import yaml
 
 from guestagent.deployments import Deployment
 from guestagent.errors import InvalidDeployment
-from guestagent.hooks.base import (HookContext, HookResult, clear_outputs, option_text,
+from guestagent.hooks.base import (Hook, HookContext, HookResult, clear_outputs, option_text,
                                    read_outputs, result_from_process, tool_command,
                                    write_private)
 from guestagent.state import safe_component
@@ -20,7 +20,7 @@ INSTALL_HINT = "install it with `pip install ansible-core` or `apt-get install a
 DEFAULT_INVENTORY = "localhost,"
 
 
-class AnsibleHook:
+class AnsibleHook(Hook):
     """Write `<id>_playbook.yaml` and `<id>_variables.json`, run `ansible-playbook` on them."""
 
     tool = "ansible"

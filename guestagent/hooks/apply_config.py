@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 
 from guestagent.deployments import Deployment
-from guestagent.hooks.base import HookContext, HookResult, result_from_process, tool_command
+from guestagent.hooks.base import Hook, HookContext, HookResult, result_from_process, tool_command
 
 
-class ApplyConfigHook:
+class ApplyConfigHook(Hook):
     """Run the template renderer as a child (timeout, process-group kill, capture)."""
 
     tool = "apply-config"

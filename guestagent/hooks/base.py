@@ -8,7 +8,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
 from guestagent import process
 from guestagent.deployments import Deployment
@@ -52,6 +52,7 @@ class HookContext:
     timeout: float = DEFAULT_TIMEOUT
     env: Mapping[str, str] | None = None   # base environment for children (None: ours)
     hooks_dirs: tuple[Path, ...] = ()      # where external hooks are looked for
+    on_spawn: Callable[[int], None] | None = None  # told each child's pid (the journal's)
 
     def timeout_for(self, dep: Deployment) -> float:
         return dep.timeout or self.timeout
@@ -71,13 +72,19 @@ class HookContext:
         return process.run(argv, stdin=stdin, env=process.child_env(self.env, env_extra),
                            cwd=cwd or ensure_dir(self.work_dir), timeout=self.timeout_for(dep),
                            stdout_path=self.capture_dir / "stdout",
-                           stderr_path=self.capture_dir / "stderr")
+                           stderr_path=self.capture_dir / "stderr", on_spawn=self.on_spawn)
 
 
-class Hook(Protocol):
-    """A hook runs one deployment; `cleanup` (optional) undoes it when it disappears."""
+class Hook:
+    """A hook runs one deployment; `cleanup` undoes it when it leaves the metadata."""
 
-    def run(self, dep: Deployment, ctx: HookContext) -> HookResult: ...
+    def run(self, dep: Deployment, ctx: HookContext) -> HookResult:
+        """Run `dep`; a failure is a HookResult with a non-zero status, not an exception."""
+        raise NotImplementedError
+
+    def cleanup(self, dep: Deployment, ctx: HookContext) -> HookResult | None:
+        """Undo `dep` (most hooks leave what they did in place)."""
+        return None
 
 
 def require_tool(name: str, install_hint: str, search_path: str | None = None) -> str:

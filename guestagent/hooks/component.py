@@ -8,10 +8,10 @@ module lets the old 55-heat-config run one too: pick the config whose
 from __future__ import annotations
 
 from guestagent.deployments import Deployment, resolve_component
-from guestagent.hooks.base import HookContext, HookResult
+from guestagent.hooks.base import Hook, HookContext, HookResult
 
 
-class ComponentHook:
+class ComponentHook(Hook):
     """Resolve the entry for the deployment's action and hand it to that tool's hook."""
 
     tool = "component"

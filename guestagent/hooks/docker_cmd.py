@@ -22,7 +22,7 @@ import yaml
 
 from guestagent.deployments import Deployment
 from guestagent.errors import HookFailed, InvalidDeployment
-from guestagent.hooks.base import HookContext, HookResult
+from guestagent.hooks.base import Hook, HookContext, HookResult
 
 MANAGED_BY = "docker-cmd"
 SDK_HINT = "install the Docker SDK for Python: `pip install docker` or `apt-get install python3-docker`"
@@ -51,7 +51,7 @@ class ContainerSpec:
     create: dict[str, Any] = field(default_factory=dict)   # containers.create keyword arguments
 
 
-class DockerCmdHook:
+class DockerCmdHook(Hook):
     """Run (or exec in) the deployment's containers; `cleanup` removes a gone deployment's."""
 
     tool = "docker-cmd"

@@ -18,7 +18,7 @@ import yaml
 
 from guestagent.deployments import Deployment
 from guestagent.errors import HookFailed, InvalidDeployment
-from guestagent.hooks.base import (HookContext, HookResult, result_from_process, tool_command,
+from guestagent.hooks.base import (Hook, HookContext, HookResult, result_from_process, tool_command,
                                    write_private)
 from guestagent.state import safe_component
 
@@ -30,7 +30,7 @@ INSTALL_HINT = ("install the Docker Compose plugin, or `apt-get install docker-c
                 "or `apt-get install podman-compose`")
 
 
-class DockerComposeHook:
+class DockerComposeHook(Hook):
     """Apply a compose project named after the deployment; `cleanup` removes it."""
 
     tool = "docker-compose"

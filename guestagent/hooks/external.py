@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guestagent.deployments import Deployment
-from guestagent.hooks.base import HookContext, HookResult
+from guestagent.hooks.base import Hook, HookContext, HookResult
 
 # A hook reply larger than this is refused rather than parsed into memory.
 MAX_REPLY = 64 * 1024 * 1024
 
 
 @dataclass
-class ExternalHook:
+class ExternalHook(Hook):
     """One executable hook found on disk."""
 
     path: Path

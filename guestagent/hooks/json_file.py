@@ -16,13 +16,13 @@ from typing import Any
 
 from guestagent.deployments import Deployment
 from guestagent.errors import InvalidDeployment
-from guestagent.hooks.base import HookContext, HookResult, write_destination
+from guestagent.hooks.base import Hook, HookContext, HookResult, write_destination
 
 ALLOWED_VAR = "HEAT_JSON_FILE_ALLOWED_DIRS"
 DENIED = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 
-class JsonFileHook:
+class JsonFileHook(Hook):
     """Write the config's files; nothing is written unless every path is acceptable."""
 
     tool = "json-file"

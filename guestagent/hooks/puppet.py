@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from guestagent.deployments import Deployment
-from guestagent.hooks.base import (HookContext, HookResult, clear_outputs, option_flag,
+from guestagent.hooks.base import (Hook, HookContext, HookResult, clear_outputs, option_flag,
                                    option_text, read_outputs, result_from_process, tool_command,
                                    write_destination, write_private)
 from guestagent.state import safe_component
@@ -17,7 +17,7 @@ HIERA_DATADIR = "/etc/puppet/hieradata"
 SUCCESS_CODES = (0, 2)
 
 
-class PuppetHook:
+class PuppetHook(Hook):
     """Write `<id>.pp` and run `puppet apply --detailed-exitcodes` on it."""
 
     tool = "puppet"

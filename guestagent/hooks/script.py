@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from guestagent.deployments import Deployment
-from guestagent.hooks.base import (HookContext, HookResult, clear_outputs, read_outputs,
+from guestagent.hooks.base import (Hook, HookContext, HookResult, clear_outputs, read_outputs,
                                    result_from_process, write_private)
 from guestagent.state import safe_component
 
 
-class ScriptHook:
+class ScriptHook(Hook):
     """Write the config to a 0700 file and execute it (shebang honoured, else /bin/sh)."""
 
     tool = "script"

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from guestagent.state import JournalEntry, StateDir, write_json
+from guestagent.journal import Journal, JournalEntry
+from guestagent.state import StateDir, write_json
 from tests.e2e.heatapi import HeatClient, Stack, poll
 from tests.support.agent import run_agent, start_agent
 
@@ -78,7 +79,7 @@ class AgentGuest:
         """The agent's journal, oldest deployment first (read fresh from disk)."""
         if not (self.state_dir / "deployments").is_dir():
             return []
-        return sorted(StateDir(self.state_dir).journal().values(), key=lambda e: e.received_at)
+        return sorted(Journal(StateDir(self.state_dir)), key=lambda e: e.received_at)
 
     def entry(self, action: str) -> JournalEntry | None:
         """The newest journal entry for a deployment run for ``action``."""

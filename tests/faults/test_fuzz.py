@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from guestagent import config, deployments, signals
 from guestagent.agent import Agent
 from guestagent.errors import InvalidDeployment
-from guestagent.state import DONE_STATES, JournalEntry
+from guestagent.journal import DONE_STATES, JournalEntry
 
 FAST = settings(max_examples=2500, deadline=None)
 SLOW = settings(max_examples=150, deadline=None,
@@ -67,7 +67,7 @@ def test_parser_never_raises_but_invalid_deployment(doc):
 
 @FAST
 @given(documents, st.lists(st.tuples(st.integers(0, 8), st.sampled_from(
-    ["received", "running", "finished", "signalled", "gone"])), max_size=8), st.data())
+    ["received", "running", "finished", "signalled", "refused", "gone"])), max_size=8), st.data())
 def test_planner_runs_only_unfinished_and_names_only_vanished(doc, journal_spec, data):
     try:
         parsed = deployments.parse(doc)

@@ -1,0 +1,95 @@
+"""The outbox: finished results on their way to Heat, with their durable retry schedule.
+
+A result is signalled right after its hook finishes (a few quick attempts), then from the
+journal on the retry schedule (`next_signal_at`) until Heat has it or refuses it for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from guestagent import deployments, retry, signals
+from guestagent.errors import SignalFailed
+from guestagent.journal import Journal, JournalEntry
+from guestagent.result import PassResult
+from guestagent.state import StateDir
+
+log = logging.getLogger("guestagent")
+
+# Inputs that carry the signal's credentials: removed from disk once no longer needed.
+SECRET_INPUTS = ("deploy_password", "deploy_signal_id")
+
+
+class Outbox:
+    """Sends pending signals; `flush` is the pass's step, `deliver` one result's."""
+
+    def __init__(self, statedir: StateDir, journal: Journal, *, clock: Callable[[], float],
+                 sleep: Callable[[float], None], quick_attempts: int,
+                 stop_event: threading.Event):
+        self.statedir = statedir
+        self.journal = journal
+        self.clock = clock
+        self.sleep = sleep
+        self.quick_attempts = quick_attempts
+        self.stop_event = stop_event
+        # Signals Heat received whose `signalled` record did not reach the disk (full disk):
+        # the record is retried, the signal not sent again (by this process).
+        self._sent_unrecorded: set[str] = set()
+
+    def flush(self, result: PassResult, *, ignore_schedule: bool = False) -> None:
+        """Send every pending result whose retry time has come (all of them when
+        `ignore_schedule`, as `--once` asks), each at most once per pass."""
+        for entry in self.journal.pending_signals():
+            if entry.key in result.signal_tried:
+                continue  # once per pass: its retry time is in the journal now
+            if ignore_schedule or entry.next_signal_at <= self.clock():
+                if self.stop_event.is_set():
+                    return
+                self.deliver(entry, result, quick=ignore_schedule)
+
+    def next_due(self) -> float | None:
+        """When the earliest pending retry falls due; None when nothing is pending."""
+        return min((e.next_signal_at for e in self.journal.pending_signals()), default=None)
+
+    def deliver(self, entry: JournalEntry, result: PassResult, *, quick: bool = False) -> None:
+        """Try to signal one finished result (`quick`: a few attempts right away)."""
+        result.signal_tried.add(entry.key)
+        raw = self.statedir.load_deployment(entry.key)
+        response = self.statedir.load_response(entry.key)
+        if raw is None or response is None:
+            self.journal.refuse(entry, "deployment or response missing on disk", None)
+            return
+        dep = deployments.parse_one(raw)
+        where = str(self.statedir.deployment_dir(entry.key) / "response.json")
+        target = None
+        try:
+            target = signals.target_for(dep.input_values())
+            if entry.key not in self._sent_unrecorded:
+                body = signals.trim(response, where)
+                retry.quick(lambda: signals.send(target, body),
+                            attempts=self.quick_attempts if quick else 1, sleep=self.sleep,
+                            retry_if=lambda e: isinstance(e, SignalFailed) and e.transient)
+                self._sent_unrecorded.add(entry.key)
+        except SignalFailed as exc:
+            self._failed(entry, raw, exc, target.transport if target else None)
+            result.unsignalled.append(entry.key)
+            return
+        self.journal.deliver(entry, self.clock(), target.transport)
+        self._sent_unrecorded.discard(entry.key)
+        self.statedir.strip_secrets(entry.key, raw, SECRET_INPUTS)  # kept for the hook's cleanup
+        if target.transport != "NO_SIGNAL":
+            log.info("deployment %s (%s): signalled (%s)", entry.name, entry.id, target.describe())
+
+    def _failed(self, entry: JournalEntry, raw: dict, exc: SignalFailed,
+                transport: str | None) -> None:
+        if exc.transient:
+            delay = retry.delay_after(entry.signal_attempts + 1)
+            self.journal.defer(entry, str(exc), self.clock() + delay, transport)
+            log.warning("deployment %s (%s): signal not delivered (%s); retry in %.0fs",
+                        entry.name, entry.id, exc, delay)
+            return
+        self.journal.refuse(entry, str(exc), transport)
+        log.error("deployment %s (%s): signal REFUSED, not retried: %s", entry.name, entry.id, exc)
+        self.statedir.strip_secrets(entry.key, raw, SECRET_INPUTS)  # never sent again

@@ -3,10 +3,10 @@ cheap source (the request source answering 304) is polled every conditional_poll
 an expensive one (cfn: a signature check and a database read per poll) every
 polling_interval, every source at fast_poll_interval while the fast-poll window lasts."""
 
-from guestagent import config
 from guestagent.agent import Agent
 from guestagent.collectors import build
 from guestagent.state import SourceCache
+from tests.support.agent import make_agent
 from tests.support.clock import SimulatedClock
 
 CFN = {"stack_name": "st", "access_key_id": "AKID", "secret_access_key": "secret-key-123",
@@ -20,18 +20,6 @@ def heat_style_metadata(cloud, **extra) -> dict:
     occ = {"collectors": ["cfn"], "polling_interval": 30,
            "cfn": {**CFN, "metadata_url": f"{cloud.url}/cfn/v1/"}}
     return {"os-collect-config": occ, "deployments": [], **extra}
-
-
-def make_agent(cloud, tmp_path, clock, **settings) -> Agent:
-    conf = tmp_path / "guestagent.yaml"
-    conf.write_text("".join(f"{k}: {v}\n" for k, v in settings.items()))
-    loaded = config.load(str(conf), {
-        "collectors": ["request"], "request": {"metadata_url": cloud.metadata_url},
-        "state_dir": str(tmp_path / "state"), "deployed_dir": str(tmp_path / "no-markers")},
-        old_config=None)
-    agent = Agent(loaded, clock=clock, sleep=clock.sleep)
-    agent.loaded_path = str(conf)
-    return agent
 
 
 class Passes:

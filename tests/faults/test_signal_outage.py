@@ -3,24 +3,11 @@ in-process on a simulated clock (its waits and in-pass retry sleeps advance the 
 real sleeping), against the real fake cloud on loopback. Nothing is lost, retries back off,
 and every result is delivered exactly once on recovery."""
 
-from guestagent import config
-from guestagent.agent import Agent
-from tests.support.agent import deployment, signals_for
+from tests.support.agent import deployment, make_agent, signals_for
 from tests.support.clock import SimulatedClock
 
 HOUR = 3600.0
 DOWN = {"CFN_SIGNAL": "/cfn/v1/signal", "TEMP_URL_SIGNAL": "/swift/", "HEAT_SIGNAL": "/heat/"}
-
-
-def make_agent(cloud, tmp_path, clock):
-    loaded = config.load("/dev/null", {
-        "collectors": ["request"], "request": {"metadata_url": cloud.metadata_url},
-        "state_dir": str(tmp_path / "state"), "deployed_dir": str(tmp_path / "no-markers"),
-        # The request source at the idle interval too: an hour is ~120 passes, not 3600 (the
-        # signal backoff is what is tested here; the schedule is in test_schedule.py).
-        "conditional_polling_interval": 30},
-        old_config=None)
-    return Agent(loaded, clock=clock, sleep=clock.sleep)
 
 
 def signal_requests(cloud, name):
@@ -37,7 +24,9 @@ def test_signal_endpoint_down_for_an_hour(fakecloud, tmp_path):
     for prefix in DOWN.values():
         fakecloud.fail(prefix, 503)
     clock = SimulatedClock()
-    agent = make_agent(fakecloud, tmp_path, clock)
+    # The request source at the idle interval too: an hour is ~120 passes, not 3600 (the
+    # signal backoff is what is tested here; the schedule is in test_schedule.py).
+    agent = make_agent(fakecloud, tmp_path, clock, cli={"conditional_polling_interval": 30})
     start = clock.now
 
     attempts_at = {n: [] for n in names.values()}  # simulated times of each one's tries

@@ -94,3 +94,22 @@ def signals_for(cloud: FakeCloud, name: str) -> list:
         if target in (name, f"queue-{name}") or target.endswith(f"/{name}"):
             found.append(body)
     return found
+
+
+def make_agent(cloud: FakeCloud, tmp_path: Path, clock, *, cli: dict | None = None,
+               **yaml_settings):
+    """The agent in this process on a simulated `clock` (its waits and in-pass retry sleeps
+    advance it), reading the fake cloud's metadata through the request source.
+    `yaml_settings` go to a config file (SIGHUP re-reads it), `cli` as command-line settings."""
+    from guestagent import config
+    from guestagent.agent import Agent
+
+    conf = tmp_path / "guestagent.yaml"
+    conf.write_text("".join(f"{k}: {v}\n" for k, v in yaml_settings.items()))
+    loaded = config.load(str(conf), {
+        "collectors": ["request"], "request": {"metadata_url": cloud.metadata_url},
+        "state_dir": str(tmp_path / "state"), "deployed_dir": str(tmp_path / "no-markers"),
+        **(cli or {})}, old_config=None)
+    agent = Agent(loaded, clock=clock, sleep=clock.sleep)
+    agent.loaded_path = str(conf)
+    return agent

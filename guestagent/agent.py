@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-from guestagent import config, process
+from guestagent import config, identity, process
 from guestagent.errors import ConfigError, StateError
 from guestagent.journal import Journal
 from guestagent.outbox import Outbox
@@ -38,11 +38,14 @@ class Agent:
         self.clock = clock
         self.settings = loaded.settings()
         self.statedir = StateDir(self.settings.state_dir).ensure()
+        # Before anything cached is trusted: a state directory of another instance is archived.
+        self.identity_change = identity.ensure(self.statedir, self.settings)
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.wake = threading.Event()
         self.journal = Journal(self.statedir)
-        self.poller = SourcePoller(self.statedir, clock)
+        self.poller = SourcePoller(self.statedir, clock,
+                                   identity.recorded(self.statedir).get("instance_id") or "")
         # `sleep` paces in-pass signal retries; tests drive it with `clock` (simulated time).
         self.outbox = Outbox(self.statedir, self.journal, clock=clock, sleep=sleep,
                              quick_attempts=quick_signal_attempts, stop_event=self.stop_event)
@@ -101,7 +104,9 @@ class Agent:
         if digest != self._applied_digest:
             self.metadata = poll.merged
             self.poller.last_change = self.clock()
+            self.poller.start_burst(self.poller.last_change)
             result.changed = True
+            identity.note_server_ids(self.statedir, poll.merged)
             self._refresh(digest)
             self.runner.run_all(poll.merged, self.settings, result)
             # Only now: a pass cut short (full disk) plans again next time.
@@ -109,6 +114,9 @@ class Agent:
         if not self.stop_event.is_set():
             self.poller.release()
         self.outbox.flush(result, ignore_schedule=signals_now)
+        if result.signalled:
+            # Heat may answer a signal with the next deployment of a chain: look again soon.
+            self.poller.start_burst(self.clock())
         failing = {n: self.poller.errors.get(n, "unavailable") for n in result.sources_failed}
         if failing != self._health:
             self.statedir.save_health(failing)  # for `guestagent status`; written on change only

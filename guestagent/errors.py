@@ -24,6 +24,11 @@ class SourceUnavailable(GuestAgentError):
         self.reason = reason
 
 
+class SourceGone(SourceUnavailable):
+    """The source answered that what it serves does not exist (a deleted stack): polled again
+    only after the longest backoff."""
+
+
 class InvalidDeployment(GuestAgentError):
     """A deployment in the metadata is malformed; names the deployment and the field."""
 

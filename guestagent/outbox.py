@@ -78,6 +78,8 @@ class Outbox:
             return
         self.journal.deliver(entry, self.clock(), target.transport)
         self._sent_unrecorded.discard(entry.key)
+        if target.transport != "NO_SIGNAL":
+            result.signalled.append(entry.key)
         self.statedir.strip_secrets(entry.key, raw, SECRET_INPUTS)  # kept for the hook's cleanup
         if target.transport != "NO_SIGNAL":
             log.info("deployment %s (%s): signalled (%s)", entry.name, entry.id, target.describe())

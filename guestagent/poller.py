@@ -1,9 +1,20 @@
 """The source poller: each source on its own schedule, its last good copy cached, all merged.
 
 A source whose poll is cheap (a conditional GET, a stat) is polled every
-`conditional_polling_interval`, the others every `polling_interval`, every source every
-`fast_poll_interval` for `fast_poll_period` after a change. A source not due keeps its
-last good copy; one that fails keeps it too, and is reported as failing until it answers.
+`conditional_polling_interval` (every `fast_poll_interval` for `fast_poll_period` after a
+change). A costly source (a token check and a database read in the cloud, a device scan):
+
+- steadily every `polling_interval`, on a grid whose phase is drawn once per instance from
+  its id (`splay` seconds wide; stable across restarts) with each interval jittered by
+  up to 10%, so servers booted together do not poll together;
+- after a change, or after this agent delivered a signal (a chain of deployments may
+  follow), on a decaying burst: `fast_poll_interval` later, then doubling (1, 2, 4, 8,
+  16 s) while the step is shorter than `polling_interval`: a handful of polls per change;
+- after a failure, backing off (doubling up to 4 x `polling_interval`), and after "not
+  found" (the stack was deleted) at once to MAX_BACKOFF.
+
+The first poll of every source is never delayed. A source not due keeps its last good
+copy; one that fails keeps it too, and is reported as failing until it answers.
 """
 
 from __future__ import annotations
@@ -11,19 +22,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from guestagent import collectors
 from guestagent.collectors.base import NOT_MODIFIED, Collector
 from guestagent.config import Settings
-from guestagent.errors import SourceNotConfigured, SourceUnavailable
+from guestagent.errors import SourceGone, SourceNotConfigured, SourceUnavailable
 from guestagent.state import SourceCache, StateDir
 
 log = logging.getLogger("guestagent")
 
 # A source falls due this much early: a wait that ends a hair before its time still polls it.
 DUE_SLACK = 0.01
+# The longest wait between polls of a costly source that answers "not found".
+MAX_BACKOFF = 3600.0
+JITTER = 0.1
 
 
 @dataclass
@@ -38,12 +54,15 @@ class Poll:
 class SourcePoller:
     """Polls the configured sources when due; `poll` is the one public step."""
 
-    def __init__(self, statedir: StateDir, clock: Callable[[], float]):
+    def __init__(self, statedir: StateDir, clock: Callable[[], float], instance: str = ""):
         self.statedir = statedir
         self.clock = clock
+        self.instance = instance                  # seeds the splay phase and the jitter
         self.errors: dict[str, str] = {}          # source -> its last error, while failing
         self.documents: dict[str, dict] = {}      # source -> last good document, as merged
-        self.last_change = 0.0                    # start of the fast-poll window
+        self.last_change = -math.inf              # start of the fast-poll window (cheap)
+        self.burst_start = -math.inf              # start of the decaying burst (costly)
+        self._failures: dict[str, int] = {}       # consecutive failed polls (gone: -1)
         self._collectors: dict[str, tuple[str, Collector]] = {}
         self._polled_at: dict[str, float] = {}    # a source absent here is due now
         self._digest: str | None = None
@@ -94,7 +113,10 @@ class SourcePoller:
             if self.errors.get(name) != str(exc):
                 log.warning("%s (keeping its last good copy)" if cached else "%s", exc)
             self.errors[name] = str(exc)
+            self._failures[name] = -1 if isinstance(exc, SourceGone) else \
+                max(0, self._failures.get(name, 0)) + 1
             return cached
+        self._failures.pop(name, None)
         if self.errors.pop(name, None):
             log.info("source %s is back", name)
         if fresh is NOT_MODIFIED or _same(cached, fresh):
@@ -110,11 +132,52 @@ class SourcePoller:
         if polled_at is None:
             return now
         known = self._collectors.get(name)
-        cheap = known is not None and known[1].cheap_poll(self.statedir.load_source(name))
-        interval = settings.conditional_polling_interval if cheap else settings.polling_interval
-        if now - self.last_change < settings.fast_poll_period:
-            interval = min(interval, settings.fast_poll_interval)
-        return polled_at + interval
+        if known is not None and known[1].cheap_poll(self.statedir.load_source(name)):
+            interval = settings.conditional_polling_interval
+            if now - self.last_change < settings.fast_poll_period:
+                interval = min(interval, settings.fast_poll_interval)
+            return polled_at + interval
+        failures = self._failures.get(name, 0)
+        if failures < 0:
+            return polled_at + MAX_BACKOFF
+        if failures > 0:
+            return polled_at + min(settings.polling_interval * 2 ** (failures - 1),
+                                   4 * settings.polling_interval)
+        steady = self._steady_after(settings, name, polled_at)
+        burst = self._burst_after(settings, polled_at)
+        return steady if burst is None else min(steady, burst)
+
+    def start_burst(self, now: float) -> None:
+        """Something may follow soon (a change, a signal we delivered): poll the costly
+        sources on the decaying burst from `now`."""
+        self.burst_start = now
+
+    def _burst_after(self, settings: Settings, polled_at: float) -> float | None:
+        step, at = settings.fast_poll_interval, self.burst_start
+        while step < settings.polling_interval and at + step - self.burst_start \
+                <= settings.fast_poll_period:
+            at += step
+            if at > polled_at + DUE_SLACK:
+                return at
+            step *= 2
+        return None
+
+    def _steady_after(self, settings: Settings, name: str, polled_at: float) -> float:
+        interval = settings.polling_interval
+        splay = getattr(settings, "splay", None)
+        splay = interval if splay is None else min(splay, interval)
+        if splay <= 0:
+            return polled_at + interval  # no splay: the old schedule
+        seed = f"{self.instance}/{name}"
+        phase = int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF * splay
+        slot = math.floor((polled_at - phase) / interval) + 1
+        while True:
+            # The same slot always draws the same jitter: a restart keeps the schedule.
+            jitter = random.Random(f"{seed}/{slot}").uniform(-JITTER, JITTER) * interval
+            due = phase + slot * interval + jitter
+            if due >= polled_at + interval / 2:
+                return due
+            slot += 1
 
     def next_due(self, settings: Settings, now: float) -> float:
         """The earliest time any configured source falls due."""

@@ -12,6 +12,7 @@ class PassResult:
     ran: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     unsignalled: list[str] = field(default_factory=list)
+    signalled: list[str] = field(default_factory=list)
     sources_failed: list[str] = field(default_factory=list)
     signal_tried: set[str] = field(default_factory=set)
     changed: bool = False

@@ -231,6 +231,37 @@ class StateDir:
         except FileNotFoundError:
             pass
 
+    def archive(self, names: Iterable[str], label: str) -> Path:
+        """Move the entries `names` of the state directory to `archive/<label>/`, remove the
+        deployments' stored credentials there, and lay the directory out anew."""
+        target = ensure_dir(self.root / "archive" / safe_component(label))
+        try:
+            for name in names:
+                if os.path.lexists(self.root / name):
+                    os.replace(self.root / name, target / name)
+            for stored in (target / "deployments").glob("*/deployment.json"):
+                stored.unlink()  # the old server's signal credentials are never used again
+        except OSError as exc:
+            raise StateError(f"cannot archive into {target}: {exc.strerror}") from exc
+        self._sources.clear()
+        self.ensure()
+        return target
+
+    def move_into(self, path: Path, directory: Path) -> Path:
+        """Move the file `path` (anywhere) into `directory` under the state directory."""
+        ensure_dir(directory)
+        target = directory / safe_component(str(path).strip("/"))
+        try:
+            os.replace(path, target)
+        except OSError as exc:
+            try:  # another file system: copy, then remove
+                write_atomic(target, Path(path).read_bytes())
+                os.unlink(path)
+            except OSError as again:
+                raise StateError(f"cannot move {path} into {directory}: "
+                                 f"{again.strerror}") from exc
+        return target
+
     def strip_secrets(self, key: str, raw: dict, names: Iterable[str]) -> None:
         """Store deployment `raw` again (a hook's cleanup needs it later) minus the inputs `names`."""
         names = set(names)

@@ -65,7 +65,7 @@ class HookResult:
 
     @classmethod
     def failure(cls, message: str, status_code: int = 1, stdout: str = "",
-                stderr: str = "") -> "HookResult":
+                stderr: str = "") -> HookResult:
         """A failed result whose stderr ends with `message` (one line for a person)."""
         text = (stderr + ("\n" if stderr and not stderr.endswith("\n") else "")
                 + f"guestagent: {message}\n")

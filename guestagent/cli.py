@@ -121,9 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "logs":
         return cmd_logs(logs_parser().parse_args(argv[1:]))
     if argv and argv[0] in ("collect", "apply-config", "refresh-config", "notify"):
-        from guestagent import (
-            compat,  # the old tools' commands (os-collect-config & co.)
-        )
+        # The old tools' commands (os-collect-config & co.), guestagent/compat/.
+        from guestagent import compat
         return compat.run_subcommand(argv[0], argv[1:])
     return cmd_run(run_parser().parse_args(argv))
 

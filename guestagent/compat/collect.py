@@ -25,7 +25,12 @@ from pathlib import Path
 
 from guestagent import config
 from guestagent.compat import parser as compat_parser
-from guestagent.errors import ConfigError, SourceNotConfigured, SourceUnavailable, StateError
+from guestagent.errors import (
+    ConfigError,
+    SourceNotConfigured,
+    SourceUnavailable,
+    StateError,
+)
 
 EXIT_OK, EXIT_USAGE = 0, 2
 # What `--command` used to name: the refresh run guestagent does itself.

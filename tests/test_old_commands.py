@@ -234,3 +234,139 @@ def test_refresh_config_uses_the_agents_files(old, tmp_path):
                env=env)
     assert done.returncode == 0, done.stderr
     assert trace.read_text() == "/s/local.json\n"
+
+
+# -- os-collect-config -----------------------------------------------------------------------
+
+def _local_source(tmp_path, document: dict, name: str = "local") -> Path:
+    directory = tmp_path / name
+    directory.mkdir(mode=0o700)
+    (directory / "meta.json").write_text(json.dumps(document))
+    (directory / "meta.json").chmod(0o600)
+    return directory
+
+
+def _config(tmp_path, **sections) -> Path:
+    import yaml
+    path = tmp_path / "guestagent.yaml"
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+def test_collect_print_is_the_merged_metadata(old, tmp_path):
+    data = {"id": "d1", "name": "settings", "group": "os-apply-config", "config": {"k": 1}}
+    local = _local_source(tmp_path, {"a": "local", "deployments": [data]})
+    boot = tmp_path / "cfn-init-data"
+    boot.write_text(json.dumps({"a": "boot", "b": "boot", "deployments": []}))
+    conf = _config(tmp_path, local={"path": [str(local)]}, heat_local={"path": [str(boot)]})
+    state = tmp_path / "state"
+    args = ("--config", conf, "--state-dir", state, "--print")
+    done = old("os-collect-config", *args, "heat_local", "local")
+    assert done.returncode == 0, done.stderr
+    # Later sources win per key; deployments are united, as the agent merges them.
+    assert json.loads(done.stdout) == {"a": "local", "b": "boot", "deployments": [data]}
+    assert not state.exists()  # --print only looks
+    done = old("os-collect-config", *args, "--by-source", "heat_local", "local")
+    assert json.loads(done.stdout) == {"heat_local": json.loads(boot.read_text()),
+                                       "local": json.loads((local / "meta.json").read_text()),
+                                       "settings": {"k": 1}}
+    # The collectors named are the ones polled.
+    done = old("os-collect-config", *args, "heat_local")
+    assert json.loads(done.stdout)["a"] == "boot"
+    done = old("os-collect-config", *args, "nosuchsource")
+    assert done.returncode == 2 and "nosuchsource" in done.stderr
+    done = old("os-collect-config", "--config", conf, "--state-dir", state, "--print-cachedir")
+    assert (done.returncode, done.stdout) == (0, f"{state / 'os-collect-config'}\n")
+
+
+def test_collect_one_time_force_and_splay(old, tmp_path):
+    out = tmp_path / "ran"
+    script = {"id": "s1", "name": "s", "group": "script", "options": {},
+              "config": f"#!/bin/sh\necho run >> {out}\n",
+              "inputs": [{"name": "deploy_signal_transport", "value": "NO_SIGNAL"}]}
+    local = _local_source(tmp_path, {"deployments": [script]})
+    base, trace = tmp_path / "orc", tmp_path / "refreshes"
+    _phase_script(base, "configure.d", "10-count", f"echo refresh >> {trace}")
+    conf = _config(tmp_path, local={"path": [str(local)]},
+                   deployed_dir=str(tmp_path / "markers"))
+    env = {"OS_REFRESH_CONFIG_BASE_DIR": str(base)}
+    args = ("--config", conf, "--state-dir", tmp_path / "state", "local")
+    # --splay is ignored with --one-time: an hour's splay must not delay it.
+    done = old("os-collect-config", "--one-time", "--splay", 3600, "-i", 5, *args, env=env,
+               timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == "run\n" and trace.read_text() == "refresh\n"
+    # Nothing changed: nothing runs again.
+    assert old("os-collect-config", "--one-time", *args, env=env).returncode == 0
+    assert trace.read_text() == "refresh\n"
+    # --force: the refresh phases run although nothing changed (and it implies --one-time);
+    # a deployment already done is not run again.
+    done = old("os-collect-config", "--force", *args, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert trace.read_text() == "refresh\nrefresh\n" and out.read_text() == "run\n"
+    assert old("os-collect-config", "--polling-interval", "soon", *args).returncode == 2
+
+
+# -- heat-config-notify ----------------------------------------------------------------------
+
+def _dep_file(tmp_path, dep: dict) -> Path:
+    path = tmp_path / f"{dep['name']}.json"
+    path.write_text(json.dumps(dep))
+    return path
+
+
+def test_notify_sends_the_response_as_given(old, fakecloud, tmp_path):
+    dep = deployment(fakecloud, "web", "echo hi")
+    response = '{"deploy_stdout": "hi\\n", "deploy_stderr": "", "deploy_status_code": "0", ' \
+               '"result": [1, 2]}'
+    done = old("heat-config-notify", _dep_file(tmp_path, dep), stdin=response)
+    assert done.returncode == 0, done.stderr
+    [body] = signals_for(fakecloud, "web")
+    assert list(body.items()) == list(json.loads(response).items())
+    # Not JSON on stdin: an empty response is signalled, as heat-config-notify did.
+    put = deployment(fakecloud, "put", "x", transport="TEMP_URL_SIGNAL")
+    done = old("heat-config-notify", _dep_file(tmp_path, put), stdin="garbage")
+    assert done.returncode == 0 and "no valid JSON on stdin" in done.stderr
+    assert signals_for(fakecloud, "put") == [{}]
+
+
+def test_notify_exit_codes(old, fakecloud, tmp_path):
+    assert old("heat-config-notify", stdin="{}").returncode == 1  # usage
+    done = old("heat-config-notify", tmp_path / "absent.json", stdin="{}")
+    assert done.returncode == 1 and "absent.json" in done.stderr
+    quiet = deployment(fakecloud, "quiet", "x", transport="NO_SIGNAL")
+    assert old("heat-config-notify", _dep_file(tmp_path, quiet), stdin="{}").returncode == 0
+    refused = deployment(fakecloud, "refused", "x")
+    fakecloud.fail("/cfn/", status=403)
+    done = old("heat-config-notify", _dep_file(tmp_path, refused), stdin="{}")
+    assert done.returncode == 1 and "HTTP 403" in done.stderr
+
+
+def test_notify_records_in_the_agents_outbox(old, fakecloud, tmp_path):
+    from tests.support.agent import run_agent
+
+    dep = deployment(fakecloud, "later", "x")
+    state = tmp_path / "state"
+    fakecloud.fail("/cfn/", status=503)  # Heat unavailable for now
+    done = old("heat-config-notify", "--state-dir", state, _dep_file(tmp_path, dep),
+               stdin='{"deploy_status_code": 0, "deploy_stdout": "done"}')
+    assert done.returncode == 0 and "the agent retries it" in done.stderr
+    entry = json.loads((state / "deployments" / dep["id"] / "journal.json").read_text())
+    assert (entry["state"], entry["signal_final"]) == ("finished", False)
+    assert signals_for(fakecloud, "later") == []
+    fakecloud.recover()
+    # The agent's next pass delivers it from the outbox.
+    proc = run_agent(state, "--collectors", "local", "--local-path", str(tmp_path / "none"))
+    assert proc.returncode == 0, proc.stderr
+    assert signals_for(fakecloud, "later") == [{"deploy_status_code": 0, "deploy_stdout": "done"}]
+    entry = json.loads((state / "deployments" / dep["id"] / "journal.json").read_text())
+    # Signalled, then forgotten: no metadata lists it (the agent drops what Heat removed).
+    assert entry["signalled_at"] and entry["state"] == "gone"
+    # Delivered at once: recorded as signalled, secrets dropped from the stored deployment.
+    now = deployment(fakecloud, "now", "x")
+    done = old("heat-config-notify", "--state-dir", state, _dep_file(tmp_path, now), stdin="{}")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads((state / "deployments" / now["id"] / "journal.json").read_text())
+    assert entry["state"] == "signalled"
+    stored = (state / "deployments" / now["id"] / "deployment.json").read_text()
+    assert "deploy_signal_id" not in stored

@@ -25,7 +25,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 HOOK_DIRS = ("/usr/libexec/heat-config/hooks", "/var/lib/heat-config/hooks")
 

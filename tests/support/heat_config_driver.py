@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 
 HOOK_DIRS = ("/usr/libexec/heat-config/hooks", "/var/lib/heat-config/hooks")
 

@@ -370,3 +370,39 @@ def test_notify_records_in_the_agents_outbox(old, fakecloud, tmp_path):
     assert entry["state"] == "signalled"
     stored = (state / "deployments" / now["id"] / "deployment.json").read_text()
     assert "deploy_signal_id" not in stored
+
+
+def test_collect_print_keeps_a_failing_sources_last_good_copy(old, fakecloud, tmp_path):
+    fakecloud.set_metadata({"from": "heat"})
+    state = tmp_path / "state"
+    conf = _config(tmp_path, request={"metadata_url": fakecloud.metadata_url},
+                   deployed_dir=str(tmp_path / "markers"))
+    done = old("os-collect-config", "--config", conf, "--state-dir", state, "--one-time",
+               "request")
+    assert done.returncode == 0, done.stderr
+    fakecloud.fail("/", status=503)
+    done = old("os-collect-config", "--config", conf, "--state-dir", state, "--print",
+               "request")
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == {"from": "heat"}
+    assert "last good copy" in done.stderr
+    # No state to fall back on: the source simply adds nothing.
+    done = old("os-collect-config", "--config", conf, "--state-dir", tmp_path / "new",
+               "--print", "request")
+    assert (done.returncode, json.loads(done.stdout)) == (0, {})
+
+
+def test_subcommands_under_the_guestagent_name(tmp_path, meta):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "guestagent", *map(str, args)],
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run("apply-config", "-m", meta, "--key", "db.port").stdout == "5432\n"
+    assert run("apply-config", "-m", meta, "--boolean-key", "db.port").returncode == 255
+    for sub, old_name in (("collect", "os-collect-config"), ("refresh-config",
+                                                             "os-refresh-config"),
+                          ("notify", "heat-config-notify")):
+        done = run(sub, "--help")
+        assert done.returncode == 0 and done.stdout.startswith(f"usage: guestagent {sub}")
+        assert f"the{old_name}command" in "".join(done.stdout.split())  # wrapped at hyphens
+    assert run("notify").returncode == 1

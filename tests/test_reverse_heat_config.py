@@ -77,11 +77,19 @@ def heat_config(tmp_path):
         env[f"HEAT_{tool}_WORKING"] = str(tmp_path / f"work-{tool.lower()}")
         env[f"HEAT_{tool}_OUTPUTS"] = str(tmp_path / f"out-{tool.lower()}")
 
-    def run(configs: list[dict]) -> dict[str, bytes]:
-        Path(env["HEAT_SHELL_CONFIG"]).write_text(json.dumps(configs))
-        heat_config_driver.run(env)
-        return {c["id"]: (notified / f"{c['id']}.json.stdin").read_bytes() for c in configs}
-    return run
+    class Runner:
+        def __call__(self, configs: list[dict], environ: dict = env) -> dict[str, bytes]:
+            Path(environ["HEAT_SHELL_CONFIG"]).write_text(json.dumps(configs))
+            heat_config_driver.run(environ)
+            return {c["id"]: (notified / f"{c['id']}.json.stdin").read_bytes()
+                    for c in configs}
+
+        def real(self, configs: list[dict]) -> dict[str, bytes]:
+            """The same, with the real puppet and ansible-playbook."""
+            plain = {k: v for k, v in env.items()
+                     if k not in ("HEAT_PUPPET_CMD", "HEAT_ANSIBLE_CMD")}
+            return self(configs, plain)
+    return Runner()
 
 
 def config(dep_id: str, group: str, text: str, **inputs) -> dict:
@@ -136,3 +144,27 @@ def test_puppet_reply_same_content(heat_config):
     assert json.loads(sent["p-same"]) == upstream_reply(
         "puppet", "Notice: Applied catalog\n", "Warning: deprecated\n", 2,
         {"result": "from puppet"})
+
+
+def test_real_ansible_and_puppet_reply_framing(heat_config):
+    """With the real tools (their output carries timings, so not byte-compared): the reply
+    has heat-agents' keys, types and values; ansible's also its key order."""
+    import shutil
+
+    if not shutil.which("puppet"):
+        pytest.skip("puppet is not installed (scripts/setup-test-env.sh installs it)")
+    play = ("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+            "  - copy: {dest: '{{ heat_outputs_path }}.result', content: 'from {{ who }}'}\n")
+    manifest = ("file { \"${facts['heat_outputs_path']}.result\": "
+                "content => \"from ${facts['who']}\" }\n")
+    ansible = config("real-a", "ansible", play, who="ansible")
+    puppet = config("real-p", "puppet", manifest, who="puppet")
+    sent = heat_config.real([ansible, puppet])
+    reply = json.loads(sent["real-a"])
+    assert list(reply) == ["result", "deploy_stdout", "deploy_stderr", "deploy_status_code"]
+    assert (reply["result"], reply["deploy_status_code"]) == ("from ansible", 0), reply
+    assert "PLAY [localhost]" in reply["deploy_stdout"]
+    reply = json.loads(sent["real-p"])
+    assert set(reply) == {"deploy_stdout", "deploy_stderr", "result", "deploy_status_code"}
+    assert (reply["result"], reply["deploy_status_code"]) == ("from puppet", 0), reply
+    assert "Applied catalog" in reply["deploy_stdout"]

@@ -168,3 +168,25 @@ def test_real_ansible_and_puppet_reply_framing(heat_config):
     assert set(reply) == {"deploy_stdout", "deploy_stderr", "result", "deploy_status_code"}
     assert (reply["result"], reply["deploy_status_code"]) == ("from puppet", 0), reply
     assert "Applied catalog" in reply["deploy_stdout"]
+
+
+def test_old_runner_with_guestagents_notify_reaches_heat(heat_config, fakecloud, tmp_path):
+    """The whole old chain on guestagent's parts: the runner, guestagent's script hook and
+    guestagent's heat-config-notify (the wrapper the installer places) to a Heat signal URL."""
+    from guestagent import install
+    from tests.support.agent import deployment, signals_for
+
+    root = tmp_path / "root"
+    install.install(root, BIN)
+    dep = deployment(fakecloud, "chain", SCRIPT, inputs=[{"name": "count", "value": "7"}],
+                     outputs=["result"])
+    env = dict(os.environ, HEAT_CONFIG_HOOKS=str(tmp_path / "hooks"),
+               HEAT_CONFIG_NOTIFY=str(root / "usr/local/bin/heat-config-notify"),
+               HEAT_CONFIG_DEPLOYED=str(tmp_path / "deployed-chain"),
+               HEAT_SHELL_CONFIG=str(tmp_path / "heat-config-chain"),
+               HEAT_SCRIPT_WORKING=str(tmp_path / "w"), HEAT_SCRIPT_OUTPUTS=str(tmp_path / "o"))
+    Path(env["HEAT_SHELL_CONFIG"]).write_text(json.dumps([dep]))
+    heat_config_driver.run(env)
+    [body] = signals_for(fakecloud, "chain")
+    assert list(body.items()) == list(upstream_reply(
+        "script", "count=7\n", "warn\n", 0, {"result": "42"}).items())

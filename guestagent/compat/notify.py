@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from guestagent import deployments, retry, signals
+from guestagent import deployments, retry, signals, state
 from guestagent.compat import parser as compat_parser
 from guestagent.errors import SignalFailed, StateError
 
@@ -115,9 +115,6 @@ class _Journal:
     """The deployment and its response in an agent's state directory, as the agent keeps them."""
 
     def __init__(self, state_dir: Path, dep: deployments.Deployment, raw: dict, response: dict):
-        from guestagent import state
-
-        self.state_mod = state
         self.store = state.StateDir(state_dir).ensure()
         self.raw = raw
         now = time.time()
@@ -135,7 +132,7 @@ class _Journal:
 
     def delivered(self, transport: str) -> None:
         entry = self.entry
-        entry.state, entry.signalled_at, entry.transport = self.state_mod.SIGNALLED, time.time(), \
+        entry.state, entry.signalled_at, entry.transport = state.SIGNALLED, time.time(), \
             transport
         entry.signal_attempts += 1
         self.store.record(entry)

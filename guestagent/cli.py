@@ -8,7 +8,10 @@
                                   until the work settles (exit 0 ok, 1 failed, 2 degraded)
     guestagent doctor [--json]    check sources, hook tools, state directory and clock
     guestagent logs --bundle FILE state and logs in a tarball, secrets redacted
+    guestagent collect ...        os-collect-config: --print the metadata, or run the agent
     guestagent apply-config ...   os-apply-config: render templates, or --key queries
+    guestagent refresh-config ... os-refresh-config: run the refresh phases by hand
+    guestagent notify DEP.json    heat-config-notify: signal a response (JSON on stdin)
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -116,12 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_doctor(doctor_parser().parse_args(argv[1:]))
     if argv and argv[0] == "logs":
         return cmd_logs(logs_parser().parse_args(argv[1:]))
-    if argv and argv[0] == "apply-config":
-        from guestagent import templates
-        parser = _Parser(prog="guestagent apply-config",
-                         description="Render os-apply-config templates, or query a key.")
-        templates.add_arguments(parser)
-        return templates.main(parser.parse_args(argv[1:]))
+    if argv and argv[0] in ("collect", "apply-config", "refresh-config", "notify"):
+        # The old tools' commands (os-collect-config & co.), guestagent/compat/.
+        from guestagent import compat
+        return compat.run_subcommand(argv[0], argv[1:])
     return cmd_run(run_parser().parse_args(argv))
 
 
@@ -133,6 +135,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         loaded = config.load(args.config, _cli_settings(args))
         settings = loaded.settings()
         logs.setup(settings.log_level)
+        # What the agent runs (the apply-config hook, scripts calling os-apply-config --key)
+        # finds this agent's metadata files, whatever its state directory.
+        os.environ["GUESTAGENT_OS_CONFIG_DIR"] = str(settings.os_config_dir.absolute())
         agent = Agent(loaded)
         agent.loaded_path = args.config
         agent.statedir.lock()

@@ -60,10 +60,10 @@ class Deployment:
         return None
 
     def hook_input(self) -> dict[str, Any]:
-        """The JSON a heat-config hook reads on stdin (options never null)."""
-        data = dict(self.raw)
-        data["options"] = dict(self.options)
-        return data
+        """The JSON a heat-config hook reads on stdin: the deployment exactly as Heat sent
+        it (no key added or normalised; a `component` entry has its tool's group and config,
+        as heat-config gave it)."""
+        return dict(self.raw)
 
 
 def parse(document: Mapping[str, Any]) -> list[Deployment]:

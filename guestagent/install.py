@@ -10,11 +10,15 @@ user-data (on first boot), so both install the same way:
   `/usr/libexec/heat-config/hooks/<group>` where heat-config looked for hooks;
 - the shipped refresh phase scripts linked under
   `/usr/libexec/os-refresh-config/<phase>/`;
-- a logind drop-in so a reboot waits for a running deployment.
+- a logind drop-in so a reboot waits for a running deployment;
+- commands under the old tools' names (`os-collect-config`, `os-apply-config`,
+  `os-refresh-config`, `heat-config-notify`) in /usr/local/bin, only where the
+  old tool is not installed (guestagent/compat/wrappers.py).
 
 Existing hooks and phase scripts of the same name are left alone.
 
     python -m guestagent.install [--root DIR] [--inhibit-delay SECONDS] [--start]
+                                 [--no-old-names]
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def _link(target: Path, link: Path, replace: bool) -> bool:
 
 
 def install(root: Path = Path("/"), bin_dir: Path | None = None,
-            inhibit_delay: int = 900) -> list[str]:
+            inhibit_delay: int = 900, old_names: bool = True) -> list[str]:
     """Install under `root` for the entry points in `bin_dir`; one line per thing done."""
     root = Path(root)
     bin_dir = Path(bin_dir or Path(sys.executable).parent)
@@ -82,6 +86,10 @@ def install(root: Path = Path("/"), bin_dir: Path | None = None,
         link = at(f"/usr/libexec/os-refresh-config/{script.parent.name}/{script.name}")
         if _link(script, link, replace=False):
             done.append(f"linked phase script {script.parent.name}/{script.name}")
+
+    if old_names:
+        from guestagent.compat import wrappers
+        done += wrappers.place(root, str(bin_dir / Path(sys.executable).name))
 
     dropin = at("/etc/systemd/logind.conf.d/guestagent.conf")
     dropin.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -118,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="logind InhibitDelayMaxSec (seconds a reboot waits)")
     parser.add_argument("--start", action="store_true",
                         help="start the service now (a running system, not an image)")
+    parser.add_argument("--no-old-names", action="store_true",
+                        help="do not place os-collect-config & co. where they are missing")
     args = parser.parse_args(argv)
-    for line in install(args.root, inhibit_delay=args.inhibit_delay):
+    for line in install(args.root, inhibit_delay=args.inhibit_delay,
+                        old_names=not args.no_old_names):
         print(line)
     if args.start and os.path.realpath(args.root) == "/":
         return start()

@@ -14,6 +14,8 @@ any point resumes correctly.
     deliver     finished                  signalled   Heat has the result
     refuse      finished                  refused     the signal can never be delivered; not retried
     forget      any but gone              gone        the deployment left the metadata
+    report      any but gone (or none)    finished    a result made outside the runner
+                                                      (`guestagent notify`), to be signalled
 
 On disk `refused` is written as the previous release wrote it (`finished` with
 `signal_final: true`), so a state directory stays readable by either release.
@@ -50,6 +52,7 @@ MOVES: dict[str, tuple[frozenset, str]] = {
     "deliver": (frozenset({FINISHED}), SIGNALLED),
     "refuse": (frozenset({FINISHED}), REFUSED),
     "forget": (frozenset({RECEIVED, RUNNING, FINISHED, SIGNALLED, REFUSED}), GONE),
+    "report": (frozenset({None, RECEIVED, RUNNING, FINISHED, SIGNALLED, REFUSED}), FINISHED),
 }
 
 
@@ -228,4 +231,14 @@ class Journal:
 
     def forget(self, entry: JournalEntry) -> JournalEntry:
         return self.move(entry, "forget")
+
+    def report(self, entry: JournalEntry | None, dep: Any, status_code: int,
+               now: float) -> JournalEntry:
+        """A result produced outside the runner (heat-config-notify), `dep` a Deployment."""
+        fields = dict(status_code=status_code, finished_at=now, signal_error=None,
+                      next_signal_at=0.0, hook_pgid=None, hook_started=None, hook_boot_id=None)
+        if entry is None:
+            return self.move(None, "report", key=dep.key, id=dep.id, name=dep.name,
+                             group=dep.group, action=dep.action, received_at=now, **fields)
+        return self.move(entry, "report", **fields)
 

@@ -177,7 +177,8 @@ class DeploymentRunner:
         return HookContext(work_dir=work, outputs_dir=outputs,
                            capture_dir=self.statedir.deployment_dir(dep.key),
                            timeout=settings.hook_timeout,
-                           hooks_dirs=tuple(settings.hooks_dirs), on_spawn=on_spawn)
+                           hooks_dirs=tuple(settings.hooks_dirs), on_spawn=on_spawn,
+                           os_config_dir=settings.os_config_dir)
 
     def forget(self, entry: JournalEntry, settings: Settings) -> None:
         """A deployment left the metadata: let its hook undo it, stop signalling, drop secrets."""

@@ -117,9 +117,10 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE, *, fsync: bool 
                 pass
 
 
-def write_json(path: Path, obj: Any, mode: int = FILE_MODE, *, fsync_dir: bool = True) -> None:
-    """Write `obj` as JSON through write_atomic."""
-    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode(), mode,
+def write_json(path: Path, obj: Any, mode: int = FILE_MODE, *, fsync_dir: bool = True,
+               sort_keys: bool = True) -> None:
+    """Write `obj` as JSON through write_atomic (keys sorted unless `sort_keys` is False)."""
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=sort_keys).encode(), mode,
                  fsync_dir=fsync_dir)
 
 
@@ -211,7 +212,9 @@ class StateDir:
         return self._load_record(key, "deployment.json")
 
     def save_response(self, key: str, response: dict) -> None:
-        self._save_record(key, "response.json", response)
+        # Key order kept: the reply reaches Heat as the hook wrote it.
+        write_json(ensure_dir(self.deployment_dir(key)) / "response.json", response,
+                   fsync_dir=False, sort_keys=False)
 
     def load_response(self, key: str) -> dict | None:
         return self._load_record(key, "response.json")

@@ -14,7 +14,6 @@ content did not change is not rewritten.
 
 from __future__ import annotations
 
-import argparse
 import grp
 import json
 import os
@@ -25,7 +24,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from guestagent import process
 from guestagent.deployments import DATA_GROUPS
@@ -34,7 +33,14 @@ from guestagent.state import write_atomic
 
 DEFAULT_TEMPLATES = Path("/usr/libexec/os-apply-config/templates")
 # Where os-collect-config listed the current metadata files for readers outside a refresh run.
-DEFAULT_INDEX = Path("/var/lib/os-collect-config/os_config_files.json")
+INDEX_NAME = "os_config_files.json"
+DEFAULT_INDEX = Path("/var/lib/os-collect-config") / INDEX_NAME
+# os-collect-config's index before it moved to /var/lib.
+OLD_INDEX = Path("/var/run/os-collect-config") / INDEX_NAME
+# Files os-apply-config merged before the listed ones (most general first) unless told not to.
+FALLBACK_METADATA = (Path("/var/cache/heat-cfntools/last_metadata"),
+                     Path("/var/lib/heat-cfntools/cfn-init-data"),
+                     Path("/var/lib/cloud/data/cfn-init-data"))
 DEFAULT_MODE = 0o644
 EXEC_TIMEOUT = 300.0
 CONTROL_SUFFIX = ".oac"
@@ -104,7 +110,8 @@ def with_deployment_data(metadata: Mapping) -> dict:
     result = dict(metadata)
     deployments = metadata.get("deployments")
     for dep in deployments if isinstance(deployments, list) else ():
-        if isinstance(dep, dict) and dep.get("group") in DATA_GROUPS \
+        # A deployment without a group is Heat::Ungrouped, as os-collect-config read it.
+        if isinstance(dep, dict) and dep.get("group", "Heat::Ungrouped") in DATA_GROUPS \
                 and isinstance(dep.get("config"), dict):
             result = merge(result, dep["config"])
     return result
@@ -134,6 +141,11 @@ def config_files_from_env(environ: Mapping[str, str] | None = None,
     value = environ.get("OS_CONFIG_FILES", "")
     if value:
         return [Path(p) for p in value.split(":") if p]
+    return read_index(index)
+
+
+def read_index(index: Path) -> list[Path]:
+    """The metadata files an os-collect-config index (a JSON list of paths) names; [] if absent."""
     try:
         with open(index, "rb") as fh:
             listed = json.load(fh)
@@ -298,6 +310,11 @@ def _write_one(item: Rendered, result: ApplyResult) -> None:
     result.written.append(dest)
 
 
+def default_templates_dir() -> Path:
+    """$OS_CONFIG_APPLIER_TEMPLATES, else /usr/libexec/os-apply-config/templates."""
+    return Path(os.environ.get("OS_CONFIG_APPLIER_TEMPLATES") or DEFAULT_TEMPLATES)
+
+
 def apply(metadata: Mapping, templates_dir: Path | None = None,
           output_root: Path = Path("/")) -> ApplyResult:
     """Render the template tree against `metadata` and write what changed.
@@ -305,8 +322,7 @@ def apply(metadata: Mapping, templates_dir: Path | None = None,
     `templates_dir` defaults to $OS_CONFIG_APPLIER_TEMPLATES, else
     /usr/libexec/os-apply-config/templates; a missing tree is nothing to do.
     """
-    templates_dir = Path(templates_dir or os.environ.get("OS_CONFIG_APPLIER_TEMPLATES")
-                         or DEFAULT_TEMPLATES)
+    templates_dir = Path(templates_dir or default_templates_dir())
     result = ApplyResult()
     if not templates_dir.is_dir():
         return result
@@ -345,14 +361,15 @@ def lookup(metadata: Any, key: str) -> Any:
 
 def query(metadata: Mapping, key: str, type_name: str = "default",
           default: str | None = None) -> str:
-    """The text `--key` prints: the value checked against `type_name`, or `default`."""
+    """The text `--key` prints: the value checked against `type_name`, or `default`
+    (printed as given: the default is not type-checked, as in os-apply-config)."""
     if type_name not in TYPES:
         raise TemplateError(f"unknown type {type_name!r} (known: {', '.join(sorted(TYPES))})")
     value = lookup(metadata, key)
     if value is _MISSING or value is None:
         if default is None:
             raise TemplateError(f"key {key} does not exist in the metadata")
-        value = default
+        return str(default)
     if isinstance(value, (dict, list)):
         if type_name != "raw":
             raise TemplateError(f"key {key} is an object or list; use --type raw to print it")
@@ -360,53 +377,28 @@ def query(metadata: Mapping, key: str, type_name: str = "default",
     text = value if isinstance(value, str) else str(value)
     if type_name != "raw" and not re.match(TYPES[type_name], text):
         raise TemplateError(f"key {key}: value {text!r} does not look like type {type_name}")
-    return text
+    # JSON spelling for true/false (os-apply-config printed booleans as JSON).
+    return json.dumps(value) if isinstance(value, bool) else text
 
 
-# -- command line (wired as `guestagent apply-config`) -------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `guestagent apply-config`, as os-apply-config spelled them."""
-    parser.add_argument("-t", "--templates", type=Path, default=None,
-                        help="template tree (default $OS_CONFIG_APPLIER_TEMPLATES or "
-                             f"{DEFAULT_TEMPLATES})")
-    parser.add_argument("-o", "--output", type=Path, default=Path("/"),
-                        help="root the tree is written under (default /)")
-    parser.add_argument("-m", "--metadata", type=Path, action="append", default=None,
-                        help="metadata JSON file, repeatable, most general first "
-                             "(default $OS_CONFIG_FILES, else the os-collect-config index)")
-    parser.add_argument("--key", help="print the value at this dotted key instead of rendering")
-    parser.add_argument("--type", dest="type_name", default="default", choices=sorted(TYPES),
-                        help="check the --key value against this type (default: default)")
-    parser.add_argument("--key-default", default=None,
-                        help="print this when --key is missing")
+def boolean_key(metadata: Mapping, key: str) -> bool | None:
+    """`--boolean-key`: the value at `key` when it is a JSON boolean, else None."""
+    value = lookup(metadata, key)
+    return value if isinstance(value, bool) else None
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run `apply-config` with parsed arguments; 0 on success, 1 with a message on error."""
-    try:
-        files = args.metadata or config_files_from_env()
-        metadata = load_metadata(files)
-        if args.key:
-            print(query(metadata, args.key, args.type_name, args.key_default))
-            return 0
-        result = apply(metadata, args.templates, args.output)
-    except TemplateError as exc:
-        print(f"guestagent apply-config: {exc}", file=sys.stderr)
-        return 1
-    for path in result.written:
-        print(f"wrote {path}", file=sys.stderr)
-    for path in result.removed:
-        print(f"removed {path}", file=sys.stderr)
-    return 0
+def sub_tree(metadata: Mapping, keys: str | None) -> Mapping:
+    """`--subhash`: the object at dotted `keys` (the whole metadata when None)."""
+    for part in keys.split(".") if keys else ():
+        if not isinstance(metadata.get(part), dict):
+            raise TemplateError(f"key {keys} does not name an object in the metadata")
+        metadata = metadata[part]
+    return metadata
 
 
-def _standalone(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="guestagent apply-config",
-                                     description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
-
+# -- command line: guestagent/compat/apply.py ------------------------------
 
 if __name__ == "__main__":
-    sys.exit(_standalone())
+    # `python -m guestagent.templates` (the shipped configure.d script): `apply-config`.
+    from guestagent.compat.apply import main as _main
+    sys.exit(_main())

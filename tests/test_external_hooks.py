@@ -12,7 +12,7 @@ json.dump({"deploy_stdout": "configured " + c["config"]["what"],
            "deploy_stderr": "",
            "deploy_status_code": 0,
            "greeting": "hello " + inputs["who"],
-           "saw_options": c["options"]}, sys.stdout)
+           "saw_options": c.get("options", "absent")}, sys.stdout)
 """
 
 LYING_HOOK = """#!/bin/sh
@@ -40,7 +40,7 @@ def test_third_party_hook_gets_json_and_its_reply_is_signalled(fakecloud, tmp_pa
     assert proc.returncode == 1  # the liar failed
     [body] = signals_for(fakecloud, "frob")
     assert body == {"deploy_stdout": "configured the frobnicator", "deploy_stderr": "",
-                    "deploy_status_code": 0, "greeting": "hello heat", "saw_options": {}}
+                    "deploy_status_code": 0, "greeting": "hello heat", "saw_options": None}
     [lie] = signals_for(fakecloud, "liar")
     assert lie["deploy_status_code"] == 7  # the exit code is the truth
     assert "exited with status 7" in lie["deploy_stderr"]
@@ -73,3 +73,50 @@ def test_builtin_script_hook_standalone(tmp_path):
     assert json.loads(out) == {"deploy_stdout": "v=3\n", "deploy_stderr": "",
                                "deploy_status_code": 0, "out": "7"}
     assert (tmp_path / "w" / "abc").exists() and (tmp_path / "o" / "abc.out").exists()
+
+
+ECHO_HOOK = """#!/bin/sh
+# Keeps its stdin byte for byte, and replies the way some old hooks did: status as a string.
+cat > "$0.stdin"
+printf '%s' '{"zeta": [1, {"b": 2}], "deploy_status_code": "0", "deploy_stdout": "ok", \
+"deploy_stderr": null, "alpha": "last"}'
+"""
+
+
+def test_hook_sees_deployment_as_sent_and_reply_reaches_heat_as_written(fakecloud, tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "echo").write_text(ECHO_HOOK)
+    (hooks / "echo").chmod(0o755)
+    bare = deployment(fakecloud, "bare", {"k": "v"}, group="echo")
+    del bare["options"]  # Heat sent none: the hook must not see one added
+    null = deployment(fakecloud, "null", "x", group="echo", transport="TEMP_URL_SIGNAL")
+    fakecloud.set_metadata({"deployments": [bare, null]})
+
+    proc = run_agent(tmp_path / "state", "--collectors", "request", "--request-metadata-url",
+                     fakecloud.metadata_url, "--hooks-dir", str(hooks))
+    assert proc.returncode == 0, proc.stderr
+    # The last run was `null`: its stdin is what heat-config gave hooks, json.dumps(deployment).
+    assert (hooks / "echo.stdin").read_bytes() == json.dumps(null).encode()
+    assert json.loads((hooks / "echo.stdin").read_text())["options"] is None
+    for name in ("bare", "null"):
+        [body] = signals_for(fakecloud, name)
+        # Every key, its value and its place as the hook printed them.
+        assert list(body.items()) == [("zeta", [1, {"b": 2}]), ("deploy_status_code", "0"),
+                                      ("deploy_stdout", "ok"), ("deploy_stderr", None),
+                                      ("alpha", "last")]
+
+
+def test_hook_stdin_without_options_has_none(fakecloud, tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "echo").write_text(ECHO_HOOK)
+    (hooks / "echo").chmod(0o755)
+    bare = deployment(fakecloud, "bare", {"k": "v"}, group="echo")
+    del bare["options"]
+    fakecloud.set_metadata({"deployments": [bare]})
+    proc = run_agent(tmp_path / "state", "--collectors", "request", "--request-metadata-url",
+                     fakecloud.metadata_url, "--hooks-dir", str(hooks))
+    assert proc.returncode == 0, proc.stderr
+    assert (hooks / "echo.stdin").read_bytes() == json.dumps(bare).encode()
+    assert "options" not in json.loads((hooks / "echo.stdin").read_text())

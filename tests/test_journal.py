@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from guestagent import journal
+from guestagent import deployments, journal
 from guestagent.errors import IllegalMove
 from guestagent.journal import (FINISHED, GONE, MOVES, RECEIVED, REFUSED, RUNNING, SIGNALLED,
                                 STATES, Journal, JournalEntry)
@@ -25,6 +25,8 @@ CALLS = {
     "deliver": lambda j, e: j.deliver(e, 4.0, "CFN_SIGNAL"),
     "refuse": lambda j, e: j.refuse(e, "HTTP 403", "CFN_SIGNAL"),
     "forget": lambda j, e: j.forget(e),
+    "report": lambda j, e: j.report(e, deployments.parse_one(
+        {"id": "k", "name": "n", "group": "script", "config": ""}), 0, 5.0),
 }
 LEGAL = [(state, move) for move, (sources, _) in MOVES.items() for state in sources]
 ILLEGAL = [(state, move) for move, (sources, _) in MOVES.items()

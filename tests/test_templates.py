@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -203,14 +202,3 @@ def test_command_line_query_and_render(tmp_path):
     done = run_cli(["-t", str(tree), "-o", str(tmp_path / "out")], env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out/etc/x").read_text() == "10.0.0.5"
-
-
-def test_add_arguments_wires_into_a_subcommand(tmp_path):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    templates.add_arguments(sub.add_parser("apply-config"))
-    meta = tmp_path / "m.json"
-    meta.write_text(json.dumps(METADATA))
-    args = parser.parse_args(["apply-config", "-m", str(meta), "--key", "servers.0"])
-    assert args.command == "apply-config" and args.metadata == [meta]
-    assert templates.main(args) == 0

@@ -16,6 +16,7 @@ from guestagent.errors import HookFailed, InvalidDeployment
 from guestagent.state import ensure_dir, safe_component, write_atomic
 
 DEFAULT_TIMEOUT = 3600.0
+_STREAM_KEYS = ("deploy_stdout", "deploy_stderr", "deploy_status_code")
 
 
 @dataclass
@@ -26,16 +27,45 @@ class HookResult:
     stdout: str = ""
     stderr: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Key order of the reply: heat-config's puppet hook wrote the two streams before outputs.
+    streams_first: bool = False
+    # An external hook's reply exactly as it printed it, sent on unchanged (see `passthrough`).
+    reply: dict[str, Any] | None = field(default=None, repr=False)
+    _parsed: tuple | None = field(default=None, repr=False)
 
     def response(self) -> dict[str, Any]:
-        reply = dict(self.outputs)
-        reply.update(deploy_stdout=self.stdout, deploy_stderr=self.stderr,
-                     deploy_status_code=self.status_code)
+        """The reply object; an external hook's own reply when nothing changed it since."""
+        if self.reply is not None:
+            reply = dict(self.reply)
+            # The agent may have changed a field after the hook (unit actions append to
+            # stdout): only a changed field is replaced, the rest stays as the hook wrote it.
+            for key, now, then in zip(_STREAM_KEYS, self._fields(), self._parsed or ()):
+                if now != then:
+                    reply[key] = now
+            return reply
+        streams = {"deploy_stdout": self.stdout, "deploy_stderr": self.stderr}
+        reply = dict(streams) if self.streams_first else {}
+        reply.update(self.outputs)
+        reply.update(streams)
+        reply["deploy_status_code"] = self.status_code
         return reply
+
+    def _fields(self) -> tuple:
+        return (self.stdout, self.stderr, self.status_code)
+
+    @classmethod
+    def passthrough(cls, reply: dict[str, Any], status_code: int, stdout: str, stderr: str,
+                    outputs: dict[str, Any]) -> "HookResult":
+        """A result whose `response()` is `reply` verbatim (a "0" status stays "0") while
+        the typed fields (what the journal and logs use) hold the parsed values."""
+        result = cls(status_code=status_code, stdout=stdout, stderr=stderr, outputs=outputs,
+                     reply=dict(reply))
+        result._parsed = result._fields()
+        return result
 
     @classmethod
     def failure(cls, message: str, status_code: int = 1, stdout: str = "",
-                stderr: str = "") -> "HookResult":
+                stderr: str = "") -> HookResult:
         """A failed result whose stderr ends with `message` (one line for a person)."""
         text = (stderr + ("\n" if stderr and not stderr.endswith("\n") else "")
                 + f"guestagent: {message}\n")
@@ -53,6 +83,10 @@ class HookContext:
     env: Mapping[str, str] | None = None   # base environment for children (None: ours)
     hooks_dirs: tuple[Path, ...] = ()      # where external hooks are looked for
     on_spawn: Callable[[int], None] | None = None  # told each child's pid (the journal's)
+    # The agent's os-collect-config directory: its index lists the metadata files of the
+    # agent running this hook (the apply-config hook renders against them). None: not run
+    # by an agent (a standalone hook), or an agent that does not say.
+    os_config_dir: Path | None = None
 
     def timeout_for(self, dep: Deployment) -> float:
         return dep.timeout or self.timeout

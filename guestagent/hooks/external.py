@@ -1,7 +1,8 @@
 """Runner for heat-config hooks: any executable named after the group.
 
-ABI: started with no arguments, the deployment JSON on stdin, one JSON
-object on stdout. A non-zero exit is a failure whatever stdout says.
+ABI: started with no arguments, the deployment JSON on stdin (exactly as Heat
+sent it), one JSON object on stdout, which is signalled as written (only
+oversized text is trimmed). A non-zero exit is a failure whatever stdout says.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ class ExternalHook(Hook):
                 f"hook {self.path} exited with status {proc.status_code}",
                 status_code=proc.status_code, stdout=_text(reply.get("deploy_stdout")),
                 stderr=hook_stderr or stderr)
-        return HookResult(status_code=status, stdout=_text(reply.get("deploy_stdout")),
-                          stderr=hook_stderr, outputs=outputs)
+        # Heat gets the reply as the hook wrote it; the parsed fields serve the journal.
+        return HookResult.passthrough(reply, status, _text(reply.get("deploy_stdout")),
+                                      hook_stderr, outputs)
 
 
 def _text(value) -> str:

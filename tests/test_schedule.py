@@ -51,7 +51,7 @@ class Passes:
 def test_cheap_source_every_second_expensive_one_at_polling_interval(fakecloud, tmp_path):
     fakecloud.set_metadata(heat_style_metadata(fakecloud))
     clock = SimulatedClock()
-    agent = make_agent(fakecloud, tmp_path, clock, fast_poll_period=0)
+    agent = make_agent(fakecloud, tmp_path, clock, fast_poll_period=0, splay=0)
     passes = Passes(fakecloud, agent, clock)
 
     # First pass: the request source, then cfn as soon as the metadata names it.
@@ -79,34 +79,121 @@ def test_cheap_source_every_second_expensive_one_at_polling_interval(fakecloud, 
     assert agent.metadata["from"] == "cfn"  # its last good copy is still in effect
 
 
-def test_fast_window_polls_every_source_then_idle_schedule_resumes(fakecloud, tmp_path):
+def test_a_change_polls_the_costly_source_on_a_decaying_burst(fakecloud, tmp_path):
+    """After a change a costly source is polled 1, 2, 4, 8, 16 s apart (a handful of requests,
+    not one a second for two minutes), then on its steady schedule; the cheap one every second."""
     fakecloud.set_metadata(heat_style_metadata(fakecloud))
     clock = SimulatedClock()
-    agent = make_agent(fakecloud, tmp_path, clock)  # defaults: a 120 s window after a change
+    agent = make_agent(fakecloud, tmp_path, clock, splay=0)
     passes = Passes(fakecloud, agent, clock)
 
-    assert passes.run()[:2] == (1, 1)
-    while passes.elapsed < 119:
-        assert passes.wait() == 1.0
-        assert passes.run()[:2] == (1, 1), passes.elapsed
-    # The window is over: cfn was last polled at 119 s and is next due at 149 s.
+    assert passes.run()[:2] == (1, 1)  # the first pass is a change
     cfn_polls_at = []
-    while passes.elapsed < 160:
+    while passes.elapsed < 100:
         assert passes.wait() == 1.0
         if passes.run()[1]:
             cfn_polls_at.append(passes.elapsed)
-    assert cfn_polls_at == [149]
+    assert cfn_polls_at == [1, 3, 7, 15, 31, 61, 91]
 
-    # A change through the cheap source opens the window again: cfn, last polled more than
-    # fast_poll_interval ago, is due at once; then both every second.
+    # A change through the cheap source starts the burst again: cfn 1, 3, 7 ... s later.
     fakecloud.set_metadata(heat_style_metadata(fakecloud, generation=2))
     passes.wait()
+    start = passes.elapsed
     assert passes.run()[:2] == (1, 0)
     assert agent.metadata["generation"] == 2
-    assert passes.wait() == 0.0
-    assert passes.run()[:2] == (0, 1)
-    assert passes.wait() == 1.0
-    assert passes.run()[:2] == (1, 1)
+    cfn_polls_at = []
+    while passes.elapsed < start + 40:
+        passes.wait()
+        if passes.run()[1]:
+            cfn_polls_at.append(passes.elapsed - start)
+    assert cfn_polls_at[:5] == [1, 3, 7, 15, 31]
+    assert len(cfn_polls_at) <= 6
+
+
+def test_a_delivered_signal_starts_a_burst(fakecloud, tmp_path):
+    """A chain: Heat answers our signal with the next deployment; cfn is looked at 1 s later."""
+    from tests.support.agent import deployment
+
+    doc = heat_style_metadata(fakecloud)
+    clock = SimulatedClock()
+    fakecloud.set_metadata(doc)
+    agent = make_agent(fakecloud, tmp_path, clock, splay=0, fast_poll_period=0)
+    passes = Passes(fakecloud, agent, clock)
+    passes.run()
+    while passes.elapsed < 200:  # idle: cfn on its 30 s schedule only
+        passes.wait()
+        passes.run()
+    fakecloud.set_server_metadata("st", "uuid-1", "server", {"from": "cfn", "deployments": [
+        deployment(fakecloud, "first", "#!/bin/sh\necho 1\n")]})
+    while not passes.run()[2].ran:
+        passes.wait()
+    signalled_at = passes.elapsed
+    _, cfn, _ = passes.run()
+    polls = []
+    while passes.elapsed < signalled_at + 20:
+        passes.wait()
+        if passes.run()[1]:
+            polls.append(passes.elapsed - signalled_at)
+    assert polls[:3] == [1, 3, 7]
+
+
+def test_failures_back_off_and_not_found_waits_longest(fakecloud, tmp_path):
+    from guestagent.errors import SourceGone
+    from guestagent.poller import MAX_BACKOFF
+
+    fakecloud.set_metadata(heat_style_metadata(fakecloud))
+    clock = SimulatedClock()
+    agent = make_agent(fakecloud, tmp_path, clock, splay=0, fast_poll_period=0)
+    passes = Passes(fakecloud, agent, clock)
+    passes.run()
+    fakecloud.fail("/cfn/", 503)
+    cfn_polls_at = []
+    while passes.elapsed < 400:
+        passes.wait()
+        if passes.run()[1]:
+            cfn_polls_at.append(passes.elapsed)
+    gaps = [b - a for a, b in zip(cfn_polls_at, cfn_polls_at[1:])]
+    assert gaps[:3] == [30, 60, 120] and set(gaps[3:]) == {120}
+
+    poller = agent.poller
+    poller._failures["cfn"] = -1  # what a SourceGone leaves
+    assert poller.due_at(agent.settings, "cfn", clock.now) == \
+        poller._polled_at["cfn"] + MAX_BACKOFF
+    assert issubclass(SourceGone, Exception)
+
+
+def test_splay_spreads_a_fleet_booted_together(tmp_path):
+    """100 instances booted in the same second: their steady polls of a costly source spread
+    over the interval (no second with more than 10% of the fleet; without splay, all of it),
+    each instance's schedule the same after a restart, intervals jittered by at most 10%."""
+    from collections import Counter
+
+    from guestagent import config
+    from guestagent.poller import SourcePoller
+    from guestagent.state import StateDir
+
+    statedir = StateDir(tmp_path / "s")
+    boot = 1_800_000_000.0
+
+    def busiest_second(splay):
+        settings = config.load("/dev/null", {"collectors": ["cfn"], "splay": splay},
+                               old_config=None).settings()
+        per_second = Counter()
+        for n in range(100):
+            poller = SourcePoller(statedir, lambda: boot, instance=f"instance-{n}")
+            restarted = SourcePoller(statedir, lambda: boot, instance=f"instance-{n}")
+            poller._polled_at["cfn"] = restarted._polled_at["cfn"] = boot
+            assert poller.due_at(settings, "cfn", boot) == restarted.due_at(settings, "cfn", boot)
+            at = boot
+            for _ in range(20):
+                nxt = poller.due_at(settings, "cfn", at)
+                assert 15 <= nxt - at <= 45
+                poller._polled_at["cfn"] = at = nxt
+                per_second[int(at)] += 1
+        return max(per_second.values())
+
+    assert busiest_second(30) <= 10
+    assert busiest_second(0) == 100
 
 
 def test_reload_polls_every_source(fakecloud, tmp_path):
@@ -127,7 +214,7 @@ def test_conditional_polling_interval_equal_to_polling_interval_is_the_old_sched
     fakecloud.set_metadata(heat_style_metadata(fakecloud))
     clock = SimulatedClock()
     agent = make_agent(fakecloud, tmp_path, clock, fast_poll_period=0,
-                       conditional_polling_interval=30)
+                       conditional_polling_interval=30, splay=0)
     passes = Passes(fakecloud, agent, clock)
     passes.run()
     for _ in range(3):

@@ -55,6 +55,7 @@ class Agent:
         self._metadata_config_error: str | None = None
         self._settings_key: tuple | None = None
         self._health: dict[str, str] | None = None
+        self._last_loop_error: str | None = None
         # After a restart the last good copies (and the credentials they name) are in effect.
         self.metadata = self.poller.cached_view(self.settings.collectors)
         self.settings = self.settings_for(self.metadata)
@@ -119,7 +120,8 @@ class Agent:
             self.poller.start_burst(self.clock())
         failing = {n: self.poller.errors.get(n, "unavailable") for n in result.sources_failed}
         if failing != self._health:
-            self.statedir.save_health(failing)  # for `guestagent status`; written on change only
+            # For `guestagent status`; written on change only.
+            self.statedir.save_health(failing, loop_error=self._last_loop_error)
             self._health = failing
         return result
 
@@ -153,16 +155,32 @@ class Agent:
             wait_at_least = 0.0
             try:
                 result = self.run_pass()
+                self._loop_error(None)
             except StateError as exc:
                 # Full disk or permissions: say why, keep trying; nothing is marked done.
                 log.error("cannot make progress: %s", exc)
                 result = PassResult()
                 # A record that failed leaves its step due at once: do not spin on it.
                 wait_at_least = self.settings.fast_poll_interval
+            except Exception as exc:  # a bug in a pass must not end the daemon
+                log.exception("pass failed unexpectedly; the loop goes on")
+                self._loop_error(f"{type(exc).__name__}: {exc}")
+                result = PassResult()
+                wait_at_least = self.settings.fast_poll_interval
             if on_pass is not None:
                 on_pass(result)
             self.wake.wait(max(wait_at_least, self.next_wait()))
             self.wake.clear()
+
+    def _loop_error(self, error: str | None) -> None:
+        # A pass that keeps failing shows in `status` and `doctor` (health.json).
+        if error == self._last_loop_error:
+            return
+        self._last_loop_error = error
+        try:
+            self.statedir.save_health(self._health or {}, loop_error=error)
+        except StateError as exc:
+            log.error("cannot record the pass failure: %s", exc)
 
     def request_reload(self) -> None:
         """Ask the loop to re-read its configuration before the next pass (SIGHUP)."""

@@ -109,7 +109,10 @@ class SourcePoller:
             log.debug("source %s skipped: %s", name, exc)
             self.errors.pop(name, None)
             return cached
-        except SourceUnavailable as exc:
+        except Exception as exc:  # a collector's bug is that source's error, never the loop's
+            if not isinstance(exc, SourceUnavailable):
+                log.error("source %s: unexpected error", name, exc_info=exc)
+                exc = SourceUnavailable(name, f"internal error: {type(exc).__name__}: {exc}")
             if self.errors.get(name) != str(exc):
                 log.warning("%s (keeping its last good copy)" if cached else "%s", exc)
             self.errors[name] = str(exc)
@@ -200,7 +203,7 @@ class SourcePoller:
         for _, collector in self._collectors.values():
             try:
                 collector.release()
-            except SourceUnavailable as exc:
+            except Exception as exc:  # a collector's bug must not end the pass
                 log.warning("%s (will release it on a later pass)", exc)
 
     def make_all_due(self) -> None:

@@ -18,7 +18,7 @@ from guestagent.config import Settings
 from guestagent.deployments import Deployment
 from guestagent.errors import GuestAgentError, HookNotFound, InvalidDeployment, StateError
 from guestagent.hooks.base import HookContext, HookResult
-from guestagent.journal import RUNNING, Journal, JournalEntry
+from guestagent.journal import RECEIVED, RUNNING, Journal, JournalEntry
 from guestagent.outbox import SECRET_INPUTS, Outbox
 from guestagent.result import PassResult
 from guestagent.state import StateDir
@@ -71,10 +71,8 @@ class DeploymentRunner:
                 self.execute(dep, settings, result)
             except StateError:
                 raise  # the disk, not the deployment: nothing further can be recorded
-            except Exception:  # one deployment's bug must not stop the others
-                log.exception("deployment %s: unexpected error; continuing with the others",
-                              dep.label)
-                result.failed.append(dep.key)
+            except Exception as exc:  # one deployment's bug must not stop the others
+                self._contain(dep, result, exc)
         # After the runs: an UPDATE is a new id replacing the old one under the same name, and
         # the old id's cleanup must not undo what the new one just applied (docker-compose).
         for key in plan.gone:
@@ -121,6 +119,34 @@ class DeploymentRunner:
         else:
             log.info("deployment %s: succeeded in %.1fs", dep.label, elapsed)
         self.outbox.deliver(entry, result, quick=True)
+
+    def _contain(self, dep: Deployment, result: PassResult, exc: BaseException) -> None:
+        """An unexpected error while handling `dep`: fail it, record and signal that if the
+        journal allows, and go on with the others."""
+        log.error("deployment %s: unexpected error; continuing with the others", dep.label,
+                  exc_info=exc)
+        result.failed.append(dep.key)
+        outcome = HookResult.failure(f"deployment {dep.label}: internal error: "
+                                     f"{type(exc).__name__}: {exc}")
+        try:
+            entry = self.journal.get(dep.key)
+            if entry is None:
+                self.statedir.save_deployment(dep.key, dict(dep.raw))
+                entry = self.journal.receive(key=dep.key, id=dep.id, name=dep.name,
+                                             group=dep.group, action=dep.action,
+                                             now=self.clock())
+            if entry.state == RECEIVED:
+                entry = self.journal.start(entry, self.clock())
+            if entry.state != RUNNING:
+                return  # already finished: its own result stands
+            self.statedir.save_response(dep.key, outcome.response())
+            entry = self.journal.finish(entry, outcome.status_code,
+                                        _last_line(outcome.stderr, "internal error"),
+                                        self.clock())
+            self.outbox.deliver(entry, result, quick=True)
+        except GuestAgentError as again:
+            log.error("deployment %s: could not record the failure either: %s", dep.label,
+                      again)
 
     def _stop_leftover(self, entry: JournalEntry, dep: Deployment) -> None:
         # kill -9 or a crash left the hook running in its own session: never run it twice.

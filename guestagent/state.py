@@ -200,9 +200,11 @@ class StateDir:
                    dataclasses.asdict(cache))
         self._sources[name] = cache
 
-    def save_health(self, sources_failing: dict[str, str]) -> None:
-        """Record which sources are unreachable (callers write it only when it changes)."""
-        write_json(self.root / HEALTH_FILE, {"sources_failing": sources_failing})
+    def save_health(self, sources_failing: dict[str, str], loop_error: str | None = None) -> None:
+        """Record which sources are unreachable, and the error of a pass that failed
+        unexpectedly (callers write it only when it changes)."""
+        write_json(self.root / HEALTH_FILE, {"sources_failing": sources_failing,
+                                             "loop_error": loop_error})
 
     # -- per-deployment records (the journal entry itself: journal.py) -------
     def save_deployment(self, key: str, raw: dict) -> None:

@@ -99,6 +99,8 @@ def snapshot(root: Path) -> Snapshot:
     unseen = [d.id for d in parsed if d.key not in known]
     health = read_json(statedir.root / HEALTH_FILE) or {}
     failing = {k: str(v) for k, v in (health.get("sources_failing") or {}).items()}
+    if health.get("loop_error"):
+        failing["(agent loop)"] = f"the last pass failed unexpectedly: {health['loop_error']}"
     return Snapshot(entries, unseen, failing, agent_running(statedir.root),
                     corrupt=dict(journal.corrupt))
 

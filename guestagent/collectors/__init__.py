@@ -30,7 +30,8 @@ def _text(metadata: bool = False) -> Option:
     return Option("text", metadata=metadata)
 
 
-_TLS = {"ca_certificate": Option("path"), "insecure": Option("bool")}
+# ca_file: os-collect-config's [zaqar] name for ca_certificate, taken by every source.
+_TLS = {"ca_certificate": Option("path"), "ca_file": Option("path"), "insecure": Option("bool")}
 # What Heat writes for POLL_SERVER_HEAT and ZAQAR_MESSAGE (the Keystone login).
 _KEYSTONE = {"auth_url": Option("url", metadata=True), "user_id": _text(True),
              "password": _text(True), "project_id": _text(True), "region_name": _text(True)}
@@ -46,7 +47,7 @@ REGISTRY: dict[str, Source] = {
         "metadata_url": Option("url", metadata=True), "stack_name": _text(True),
         "access_key_id": _text(True), "secret_access_key": _text(True),
         "path": Option("texts", metadata=True),  # Resource.Metadata[.key...], not a file
-        "ca_certificate": Option("path", metadata=True), "insecure": Option("bool"),
+        **_TLS, "ca_certificate": Option("path", metadata=True),
         "heat_metadata_hint": Option("path"),
         # os-collect-config's [cfn] options that have no use here
         "timeout": seconds(0.1, effect=False), "deployment_key": Option("texts", effect=False)}),
@@ -56,7 +57,7 @@ REGISTRY: dict[str, Source] = {
         "metadata_url": Option("url"), "timeout": seconds(0.1), "config_drive": Option("bool"),
         "config_drive_device": Option("path")}),
     "zaqar": Source("guestagent.collectors.zaqar", {
-        **_KEYSTONE, "queue_id": _text(True), **_TLS, "ca_file": Option("path"),
+        **_KEYSTONE, "queue_id": _text(True), **_TLS,
         "client_id": _text(), "claim_ttl": Option("count", 60, 43200),
         # os-collect-config's: websockets are not used (polling), TLS is verified by default
         "use_websockets": Option("bool", metadata=True, effect=False),

@@ -35,6 +35,8 @@ def test_bad_number_on_the_command_line_exits_2(tmp_path, flag, value):
     line = one_line(proc)
     assert line.startswith(f"guestagent: command line {flag}: {setting}: {value!r} is ")
     assert line.endswith(f" (allowed: a number of seconds from {low} to 86400)")
+    problem = {"inf": "not a finite number", "nan": "not a finite number", "true": "not a number"}
+    assert problem.get(value, "out of range") in line
     assert not (tmp_path / "s").exists()  # refused before anything was created
 
 

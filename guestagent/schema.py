@@ -65,6 +65,7 @@ def _num(value: float | None) -> str:
 
 
 def seconds(low: float, high: float = DAY, **flags: bool) -> Option:
+    """A duration in seconds from `low` to `high` (flags as for Option)."""
     return Option("seconds", low, high, **flags)
 
 
@@ -126,12 +127,13 @@ def convert(option: Option, value: Any, *, from_text: bool = False) -> Any:
     if option.kind in ("texts", "paths", "names"):
         items = value
         if isinstance(value, str):
-            items = value.split(",") if from_text or option.kind == "names" else [value]
+            items = ([i.strip() for i in value.split(",")] if from_text or option.kind == "names"
+                     else [value])
         if not isinstance(items, list):
             raise Refused(f"{_kind(value)} {_show(value)} is not {allowed}", allowed)
         one = Option("path" if option.kind == "paths" else "text")
         converted = [convert(one, item) for item in items]
-        return [c.strip() if option.kind == "names" else c for c in converted if c is not UNSET]
+        return [c for c in converted if c is not UNSET]
     if not isinstance(value, str):
         # YAML reads 0123 or 1e5 as numbers: a string option must be quoted to keep its text.
         raise Refused(f"{_kind(value)} {_show(value)} is not a string (quote it)", allowed)
@@ -210,9 +212,11 @@ class Origin:
     messages: list[str] | None = None
 
     def where(self, name: str) -> str:
+        """The origin as an error message names it (with the flag, for the command line)."""
         return f"{self.label} {self.flag(name)}" if self.flag else self.label
 
     def refuse(self, name: str, problem: str, allowed: str = "") -> None:
+        """Raise ConfigError (operator origins), or record the message (metadata)."""
         text = f"{name}: {problem}" + (f" (allowed: {allowed})" if allowed else "")
         if self.operator:
             raise ConfigError(f"{self.where(name)}: {text}")

@@ -132,8 +132,8 @@ def test_yaml_bad_values_name_origin_setting_and_range(tmp_path, name, section, 
 @pytest.mark.parametrize("text, message", [
     ("polling_intervall: 3\n", "polling_intervall: unknown setting (did you mean polling_interval?)"),
     ("hook_timout: 3\n", "hook_timout: unknown setting (did you mean hook_timeout?)"),
-    ("heat: {auth_ur: 'http://k/'}\n", "heat.auth_ur: unknown option of source heat "
-                                       "(did you mean auth_url?)"),
+    ("heat: {auth_ur: 'http://k/'}\n", ("heat.auth_ur: unknown option of source heat "
+                                        "(did you mean auth_url?)")),
     ("request: 3\n", "request: must be a mapping of options, not int 3"),
     ("collectors: [heat_locl]\n", "collectors: unknown source heat_locl (did you mean heat_local?)"),
 ])
@@ -297,16 +297,20 @@ def test_metadata_key_names_are_escaped_in_messages():
     assert all("\n" not in m and len(m) < 200 for m in s.ignored)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats()
-                    | st.text(max_size=20), lambda inner: st.lists(inner, max_size=3)
+SCALAR = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+          | st.sampled_from(["inf", "nan", "1e300", "-1", "http://h/", "ftp://h/", "local"]))
+JSON = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=3)
                     | st.dictionaries(st.text(max_size=10), inner, max_size=3), max_leaves=8)
 OCC_KEYS = st.sampled_from(sorted(list(SETTINGS) + list(REGISTRY) + ["command", "junk"]))
 SOURCE_OPTS = st.sampled_from(sorted({k for s in REGISTRY.values() for k in s.options}))
+# A value of a setting or of a section: scalars as often as containers.
+VALUE = st.one_of(SCALAR, st.lists(SCALAR, max_size=3), JSON,
+                  st.dictionaries(SOURCE_OPTS, st.one_of(SCALAR, st.lists(SCALAR, max_size=2),
+                                                         JSON), max_size=4))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(OCC_KEYS, JSON | st.dictionaries(SOURCE_OPTS, JSON, max_size=4),
-                       max_size=6) | JSON)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(OCC_KEYS, VALUE, max_size=6) | JSON)
 def test_any_metadata_gives_settings_inside_the_schema(occ):
     loaded = config.load("/dev/null", {"state_dir": "/srv/s"}, old_config=None)
     s = loaded.settings({"os-collect-config": occ})
@@ -373,3 +377,59 @@ def test_every_registered_source_reads_exactly_its_declared_options(tmp_path, so
 
 def test_source_sections_come_from_the_registry():
     assert config.SOURCE_SECTIONS == tuple(REGISTRY)
+
+
+def assert_inside_schema(s: config.Settings) -> None:
+    for key, opt in SETTINGS.items():
+        value = getattr(s, key)
+        if opt.kind in ("seconds", "count") and value is not None:
+            assert not isinstance(value, bool) and math.isfinite(value)
+            assert opt.low <= value <= opt.high, (key, value)
+    assert set(s.collectors) <= set(REGISTRY)
+    for source, options in s.sources.items():
+        assert set(options) <= set(REGISTRY[source].options)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(OCC_KEYS, VALUE, max_size=5))
+def test_any_yaml_is_settings_inside_the_schema_or_a_config_error(tmp_path, data):
+    try:
+        s = config.load(yaml_file(tmp_path, data), old_config=None).settings()
+    except ConfigError as exc:
+        assert str(exc).startswith("config file ") and "\n" not in str(exc)
+        return
+    assert_inside_schema(s)
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from([None, *sorted(REGISTRY)]),
+                       st.dictionaries(st.sampled_from(sorted(
+                           {k for s in REGISTRY.values() for k in s.options} | set(SETTINGS)
+                           | {"command", "junk"})), TEXT, max_size=4), max_size=3))
+def test_any_ini_is_settings_inside_the_schema_or_a_config_error(tmp_path, sections):
+    path = tmp_path / "occ.conf"
+    path.write_text("".join(f"[{name or 'DEFAULT'}]\n" + "".join(
+        f"{k} = {v}\n" for k, v in opts.items()) for name, opts in sections.items()))
+    try:
+        s = config.load("/dev/null", old_config=str(path)).settings()
+    except ConfigError as exc:
+        assert str(exc).startswith("config file ") and "\n" not in str(exc)
+        return
+    assert_inside_schema(s)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(set(FLAGS.values()) - {
+    "--local-path", "--hooks-dir", "--heat-local-path"})), TEXT), max_size=3))
+def test_any_command_line_is_settings_inside_the_schema_or_a_config_error(pairs):
+    try:
+        s = from_argv(*[f"{flag}={value}" for flag, value in pairs]).settings()
+    except ConfigError as exc:
+        assert str(exc).startswith("command line --") and "\n" not in str(exc)
+        return
+    assert_inside_schema(s)

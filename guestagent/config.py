@@ -245,8 +245,19 @@ def _read_yaml(path: Path) -> dict:
     return check_layer(data, Origin(f"config file {path}"))
 
 
+class _Repeated(dict):
+    """INI storage that keeps every value of a repeated key (os-collect-config's MultiStrOpt:
+    heat-agents' template writes one `collectors = x` line per source); configparser joins
+    them with new lines, which the schema splits like commas."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if isinstance(value, list) and isinstance(self.get(key), list):
+            value = self[key] + value
+        super().__setitem__(key, value)
+
+
 def _read_ini(path: Path) -> dict:
-    parser = configparser.ConfigParser(interpolation=None)
+    parser = configparser.ConfigParser(interpolation=None, strict=False, dict_type=_Repeated)
     try:
         parser.read(path)
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
@@ -264,6 +275,8 @@ def _read_ini(path: Path) -> dict:
         raw[key] = value
     for section in parser.sections():
         name = section.replace("-", "_")
+        if name in schema.OLD_INI_SECTIONS:
+            continue
         if name not in REGISTRY:
             origin.refuse(f"[{section}]", "unknown section" + schema.suggest(name, sorted(REGISTRY)))
         raw[name] = {k.replace("-", "_"): v for k, v in parser.items(section, raw=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,8 @@ OLD_INI_KEYS = frozenset((
     "print_cachedir", "force", "print", "deployment_key", "debug", "verbose", "log_file",
     "log_dir", "use_syslog", "use_journal", "use_stderr", "syslog_log_facility",
     "log_config_append", "log_date_format", "config_file", "config_dir"))
+# os-collect-config's [keystone] section (its token cache): accepted, no effect here.
+OLD_INI_SECTIONS = frozenset(("keystone",))
 UNSET = object()  # None or "": "not set" (in a source's section, it clears the option)
 NOT_FROM_METADATA = "not settable from metadata"
 REFUSED = object()  # a metadata value that was ignored (and recorded as such)
@@ -127,8 +130,8 @@ def convert(option: Option, value: Any, *, from_text: bool = False) -> Any:
     if option.kind in ("texts", "paths", "names"):
         items = value
         if isinstance(value, str):
-            items = ([i.strip() for i in value.split(",")] if from_text or option.kind == "names"
-                     else [value])
+            items = ([i.strip() for i in re.split("[,\n]", value)]
+                     if from_text or option.kind == "names" else [value])
         if not isinstance(items, list):
             raise Refused(f"{_kind(value)} {_show(value)} is not {allowed}", allowed)
         one = Option("path" if option.kind == "paths" else "text")

@@ -178,12 +178,15 @@ def test_ini_values(tmp_path, name, section, key, opt):
 
 def test_ini_from_heat_agents_template_loads(tmp_path):
     # What heat-agents' os-apply-config template renders after Heat cleared the request
-    # transport's keys (empty values) and set heat's (no region): it must load as before.
+    # transport's keys (empty values) and set heat's (no region), one line per collector,
+    # plus os-collect-config's own keys and [keystone] section: it must load.
     path = tmp_path / "occ.conf"
     path.write_text("[DEFAULT]\ncommand = os-refresh-config\npolling_interval = 30\n"
-                    "collectors = ec2,heat,local\nsplay = 10\n\n[heat]\nauth_url = http://k:5000/v3\n"
+                    "collectors = ec2\ncollectors = heat\ncollectors = local\nsplay = 10\n\n"
+                    "[heat]\nauth_url = http://k:5000/v3\n"
                     "user_id = u\npassword = p\nproject_id = pr\nstack_id = st/1\n"
-                    "resource_name = server\nregion_name = \n\n[request]\nmetadata_url = \n")
+                    "resource_name = server\nregion_name = \n\n[request]\nmetadata_url = \n"
+                    "[keystone]\ncache_dir = /var/cache/occ\ncache_ttl = 7200\n")
     s = config.load("/dev/null", old_config=str(path)).settings()
     assert s.collectors == ["ec2", "heat", "local"] and s.splay == 10.0
     assert s.source_options("heat")["auth_url"] == "http://k:5000/v3"

@@ -122,11 +122,11 @@ def convert(option: Option, value: Any, *, from_text: bool = False) -> Any:
             return value
         if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
             return value.strip().lower() in TRUE_WORDS
-        raise Refused(f"{value!r} is not true or false", allowed)
+        raise Refused(f"{_show(value)} is not true or false", allowed)
     if option.kind == "level":
         if isinstance(value, str) and value.strip().upper() in LOG_LEVELS:
             return value.strip().upper()
-        raise Refused(f"{value!r} is not a log level", allowed)
+        raise Refused(f"{_show(value)} is not a log level", allowed)
     if option.kind in ("texts", "paths", "names"):
         items = value
         if isinstance(value, str):
@@ -168,17 +168,20 @@ def _number(option: Option, value: Any, allowed: str) -> float | int:
 
 
 def _check_url(value: str, allowed: str) -> None:
+    # Messages show the URL without user info, query or fragment (temp URL signatures,
+    # passwords): an error line must not carry a credential.
+    shown = _show(re.sub(r"//[^/@]*@", "//", value).split("?")[0].split("#")[0])
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
-        raise Refused(f"{_show(value)} is not a URL ({exc})", allowed) from None
+        raise Refused(f"{shown} is not a URL ({exc})", allowed) from None
     if parts.scheme not in ("http", "https"):
-        raise Refused(f"{_show(value)} has scheme {parts.scheme or 'none'!r}", allowed)
+        raise Refused(f"{shown} has scheme {_show(parts.scheme or 'none')}", allowed)
     if not parts.hostname:
-        raise Refused(f"{_show(value)} names no host", allowed)
+        raise Refused(f"{shown} names no host", allowed)
     if any(c.isspace() for c in value):
-        raise Refused(f"{_show(value)} holds white space", allowed)
+        raise Refused(f"{shown} holds white space", allowed)
 
 
 def _kind(value: Any) -> str:

@@ -294,6 +294,15 @@ def test_metadata_clears_a_transport_key_with_none():
     assert s.ignored == ()
 
 
+def test_a_refused_url_is_shown_without_its_credentials(tmp_path):
+    path = yaml_file(tmp_path, {"request": {
+        "metadata_url": "ftp://user:pa55word@h.example/o?temp_url_sig=5ecret#x"}})
+    with pytest.raises(ConfigError) as info:
+        config.load(path, old_config=None)
+    assert "'ftp://h.example/o' has scheme 'ftp'" in str(info.value)
+    assert "pa55word" not in str(info.value) and "5ecret" not in str(info.value)
+
+
 def test_metadata_key_names_are_escaped_in_messages():
     s = config.load("/dev/null", old_config=None).settings(
         {"os-collect-config": {"x\n2026 ERROR forged": 1, "y" * 500: 2}})

@@ -31,6 +31,16 @@ log = logging.getLogger("guestagent")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+# `--once`: what a run can end in, and its exit code (the README's table). The worst wins.
+ONCE_EXIT_CODES = {
+    "ok": EXIT_OK,                      # every deployment it ran succeeded and was signalled
+    "deployment failed": EXIT_FAILED,
+    "signal not delivered": EXIT_FAILED,
+    "source failed": EXIT_FAILED,       # could not be read, or served an invalid document
+    "cannot record progress": EXIT_FAILED,  # full disk or permissions under the state dir
+    "configuration error": EXIT_USAGE,  # also usage errors; reported before any pass
+}
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, as promised
@@ -47,17 +57,23 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-metadata-url", help="URL for the request source (POLL_TEMP_URL)")
     p.add_argument("--local-path", action="append", help="directory for the local source")
     p.add_argument("--heat-local-path", action="append", help="file for the heat_local source")
-    p.add_argument("--polling-interval", type=float,
+    # Numbers stay text here: the settings schema checks them (finite, in range) and says
+    # what is allowed, the same way for every origin.
+    p.add_argument("--polling-interval", metavar="SECONDS",
                    help="seconds between polls of a costly source (Heat API, CFN, EC2, Zaqar, "
                         "config drive) when idle (30)")
-    p.add_argument("--conditional-polling-interval", type=float,
+    p.add_argument("--conditional-polling-interval", metavar="SECONDS",
                    help="seconds between polls of a cheap source (a conditional GET that can "
                         "be answered 304, local files) when idle (1)")
+    p.add_argument("--splay", metavar="SECONDS",
+                   help="spread costly polls: each instance keeps a phase offset within this "
+                        "many seconds (default: the polling interval; 0 = off)")
     p.add_argument("--hooks-dir", action="append",
                    help="extra directory searched for hooks before the built-in ones")
     p.add_argument("--deployed-dir", help="old heat-config deployed markers "
                                           "(default /var/lib/heat-config/deployed)")
-    p.add_argument("--hook-timeout", type=float, help="default seconds a hook may run (3600)")
+    p.add_argument("--hook-timeout", metavar="SECONDS",
+                   help="default seconds a hook may run (3600)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     return p
 
@@ -103,8 +119,8 @@ def _cli_settings(args: argparse.Namespace) -> dict:
         cli["local"] = {"path": args.local_path}
     if args.heat_local_path:
         cli["heat_local"] = {"path": args.heat_local_path}
-    for name in ("state_dir", "polling_interval", "conditional_polling_interval", "deployed_dir",
-                 "hook_timeout", "log_level"):
+    for name in ("state_dir", "polling_interval", "conditional_polling_interval", "splay",
+                 "deployed_dir", "hook_timeout", "log_level"):
         if getattr(args, name, None) is not None:
             cli[name] = getattr(args, name)
     if args.hooks_dir:
@@ -150,10 +166,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         except StateError as exc:
             # Full disk or permissions: nothing further was marked done; say why and fail.
             log.error("cannot make progress: %s", exc)
-            return EXIT_FAILED
-        if result.sources_failed:
-            log.warning("sources unavailable this pass: %s", ", ".join(result.sources_failed))
-        return EXIT_OK if result.ok else EXIT_FAILED
+            return ONCE_EXIT_CODES["cannot record progress"]
+        outcomes = once_outcomes(result, agent.documents)
+        for outcome, detail in outcomes:
+            log.warning("%s: %s", outcome, detail)
+        return max((ONCE_EXIT_CODES[o] for o, _ in outcomes), default=EXIT_OK)
     from guestagent import systemd  # the daemon only: --once stays small and quick
 
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
@@ -165,6 +182,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     service.stopping()
     log.info("guestagent stopped")
     return EXIT_OK
+
+
+def once_outcomes(result, documents: dict) -> list[tuple[str, str]]:
+    """What went wrong in a `--once` pass, as (ONCE_EXIT_CODES key, detail) pairs; none: ok.
+    `documents`: each source's document in effect, checked for a `deployments` that is not a
+    list (no deployment can run from such a document)."""
+    outcomes = [(key, ", ".join(sorted(names))) for key, names in (
+        ("deployment failed", result.failed), ("signal not delivered", result.unsignalled),
+        ("source failed", result.sources_failed)) if names]
+    invalid = sorted(name for name, doc in documents.items()
+                     if isinstance(doc, dict) and doc.get("deployments") is not None
+                     and not isinstance(doc["deployments"], list))
+    if invalid:
+        outcomes.append(("source failed", f"{', '.join(invalid)}: deployments is not a list"))
+    return outcomes
 
 
 def _settings_for(args: argparse.Namespace, need_state: bool = False):

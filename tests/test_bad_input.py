@@ -19,13 +19,14 @@ def test_malformed_document_is_reported_and_last_good_copy_kept(fakecloud, tmp_p
     good = deployment(fakecloud, "good", f"#!/bin/sh\necho x >> {runs}\n")
     fakecloud.set_metadata(b'{"deployments": [')
     proc = once(fakecloud, state)
-    assert proc.returncode == 0
+    assert proc.returncode == 1  # the source served an invalid document (README, exit codes)
     assert "source request" in proc.stderr and "not JSON" in proc.stderr
 
     fakecloud.set_metadata({"deployments": [good]})
     assert once(fakecloud, state).returncode == 0
     fakecloud.set_metadata(b"<html>oops</html>")
     proc = once(fakecloud, state)
+    assert proc.returncode == 1
     assert "keeping its last good copy" in proc.stderr
     assert runs.read_text() == "x\n"  # not re-run, not dropped
     assert len(fakecloud.signals) == 1
@@ -34,8 +35,9 @@ def test_malformed_document_is_reported_and_last_good_copy_kept(fakecloud, tmp_p
 def test_deployments_not_a_list(fakecloud, tmp_path):
     fakecloud.set_metadata({"deployments": {"id": "x"}})
     proc = once(fakecloud, tmp_path / "state")
-    assert proc.returncode == 0
+    assert proc.returncode == 1
     assert "field 'deployments': must be a list" in proc.stderr
+    assert "source failed: request: deployments is not a list" in proc.stderr
 
 
 def test_missing_fields_unknown_group_each_fail_alone(fakecloud, tmp_path):

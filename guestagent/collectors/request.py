@@ -51,5 +51,8 @@ def build(options: dict) -> Request:
     if not url:
         raise SourceNotConfigured("request: no metadata_url")
     timeout = options.get("timeout")
-    return Request(url=url, verify=options.get("ca_certificate") or options.get("verify", True),
+    # The settings schema made `insecure` a boolean; a CA bundle path wins over it.
+    verify = (options.get("ca_certificate") or options.get("ca_file")
+              or not options.get("insecure", False))
+    return Request(url=url, verify=verify,
                    timeout=float(timeout) if timeout else None)

@@ -48,6 +48,8 @@ class AgentGuest:
     def boot(self, os_collect_config: dict) -> None:
         """Write the boot metadata Heat gives the server: only its os-collect-config key."""
         self.root.mkdir(parents=True, exist_ok=True)
+        # --local-path names it: a path given on the command line must exist (exit 2 if not)
+        (self.root / "local-data").mkdir(mode=0o755, exist_ok=True)
         write_json(self.boot_file, {"os-collect-config": os_collect_config})
 
     def args(self, *extra: str) -> list[str]:

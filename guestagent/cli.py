@@ -167,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             # Full disk or permissions: nothing further was marked done; say why and fail.
             log.error("cannot make progress: %s", exc)
             return ONCE_EXIT_CODES["cannot record progress"]
-        outcomes = once_outcomes(result, agent.documents)
+        outcomes = once_outcomes(result, agent.poller.errors)
         for outcome, detail in outcomes:
             log.warning("%s: %s", outcome, detail)
         return max((ONCE_EXIT_CODES[o] for o, _ in outcomes), default=EXIT_OK)
@@ -184,18 +184,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def once_outcomes(result, documents: dict) -> list[tuple[str, str]]:
+def once_outcomes(result, errors: dict) -> list[tuple[str, str]]:
     """What went wrong in a `--once` pass, as (ONCE_EXIT_CODES key, detail) pairs; none: ok.
-    `documents`: each source's document in effect, checked for a `deployments` that is not a
-    list (no deployment can run from such a document)."""
+    `errors`: each failing source's last error (an unreachable source, or one that served
+    a document nothing could run from)."""
     outcomes = [(key, ", ".join(sorted(names))) for key, names in (
-        ("deployment failed", result.failed), ("signal not delivered", result.unsignalled),
-        ("source failed", result.sources_failed)) if names]
-    invalid = sorted(name for name, doc in documents.items()
-                     if isinstance(doc, dict) and doc.get("deployments") is not None
-                     and not isinstance(doc["deployments"], list))
-    if invalid:
-        outcomes.append(("source failed", f"{', '.join(invalid)}: deployments is not a list"))
+        ("deployment failed", result.failed), ("signal not delivered", result.unsignalled))
+        if names]
+    outcomes += [("source failed", f"{name}: "
+                   + errors.get(name, "unavailable").removeprefix(f"source {name}: "))
+                 for name in sorted(result.sources_failed)]
     return outcomes
 
 

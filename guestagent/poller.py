@@ -113,11 +113,14 @@ class SourcePoller:
             if not isinstance(exc, SourceUnavailable):
                 log.error("source %s: unexpected error", name, exc_info=exc)
                 exc = SourceUnavailable(name, f"internal error: {type(exc).__name__}: {exc}")
-            if self.errors.get(name) != str(exc):
-                log.warning("%s (keeping its last good copy)" if cached else "%s", exc)
-            self.errors[name] = str(exc)
-            self._failures[name] = -1 if isinstance(exc, SourceGone) else \
-                max(0, self._failures.get(name, 0)) + 1
+            self._failed(name, cached, exc)
+            return cached
+        listed = None if fresh is NOT_MODIFIED else fresh.document.get("deployments")
+        if listed is not None and not isinstance(listed, list):
+            # Nothing could run from it: the last good copy stays in effect.
+            self._failed(name, cached, SourceUnavailable(
+                name, f"not a valid document: field 'deployments': must be a list, not "
+                      f"{type(listed).__name__}"))
             return cached
         self._failures.pop(name, None)
         if self.errors.pop(name, None):
@@ -128,6 +131,13 @@ class SourcePoller:
         cached = SourceCache(fresh.document, fresh.etag, fresh.last_modified)
         self.statedir.save_source(name, cached)
         return cached
+
+    def _failed(self, name: str, cached: SourceCache | None, exc: SourceUnavailable) -> None:
+        if self.errors.get(name) != str(exc):
+            log.warning("%s (keeping its last good copy)" if cached else "%s", exc)
+        self.errors[name] = str(exc)
+        self._failures[name] = -1 if isinstance(exc, SourceGone) else \
+            max(0, self._failures.get(name, 0)) + 1
 
     def due_at(self, settings: Settings, name: str, now: float) -> float:
         """When source `name` is next polled (see the module docstring)."""
@@ -167,8 +177,7 @@ class SourcePoller:
 
     def _steady_after(self, settings: Settings, name: str, polled_at: float) -> float:
         interval = settings.polling_interval
-        splay = getattr(settings, "splay", None)
-        splay = interval if splay is None else min(splay, interval)
+        splay = min(settings.effective_splay, interval)
         if splay <= 0:
             return polled_at + interval  # no splay: the old schedule
         seed = f"{self.instance}/{name}"

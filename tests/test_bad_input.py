@@ -37,7 +37,8 @@ def test_deployments_not_a_list(fakecloud, tmp_path):
     proc = once(fakecloud, tmp_path / "state")
     assert proc.returncode == 1
     assert "field 'deployments': must be a list" in proc.stderr
-    assert "source failed: request: deployments is not a list" in proc.stderr
+    assert "source failed: request: not a valid document: field 'deployments': must be a " \
+        "list, not dict" in proc.stderr
 
 
 def test_missing_fields_unknown_group_each_fail_alone(fakecloud, tmp_path):

@@ -24,7 +24,7 @@ class Broken(Collector):
 def test_a_collector_bug_is_that_sources_error(fakecloud, tmp_path, monkeypatch):
     module = types.ModuleType("tests_broken_collector")
     module.build = lambda options: Broken()
-    monkeypatch.setitem(collectors.REGISTRY, "broken", "tests_broken_collector")
+    monkeypatch.setitem(collectors.REGISTRY, "broken", collectors.Source("tests_broken_collector"))
     monkeypatch.setitem(__import__("sys").modules, "tests_broken_collector", module)
     fakecloud.set_metadata({"deployments": [], "from": "request"})
     agent = make_agent(fakecloud, tmp_path, SimulatedClock(),

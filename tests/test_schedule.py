@@ -117,7 +117,7 @@ def test_a_delivered_signal_starts_a_burst(fakecloud, tmp_path):
     doc = heat_style_metadata(fakecloud)
     clock = SimulatedClock()
     fakecloud.set_metadata(doc)
-    agent = make_agent(fakecloud, tmp_path, clock, splay=0, fast_poll_period=0)
+    agent = make_agent(fakecloud, tmp_path, clock, splay=0)
     passes = Passes(fakecloud, agent, clock)
     passes.run()
     while passes.elapsed < 200:  # idle: cfn on its 30 s schedule only
@@ -187,7 +187,7 @@ def test_splay_spreads_a_fleet_booted_together(tmp_path):
             at = boot
             for _ in range(20):
                 nxt = poller.due_at(settings, "cfn", at)
-                assert 15 <= nxt - at <= 45
+                assert 15 <= nxt - at <= 48  # the grid point half an interval or more ahead
                 poller._polled_at["cfn"] = at = nxt
                 per_second[int(at)] += 1
         return max(per_second.values())

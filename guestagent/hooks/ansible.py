@@ -1,4 +1,13 @@
-"""The `ansible` hook: run the config as a playbook on this machine, inputs as extra-vars."""
+"""The `ansible` hook: run the config as a playbook on this machine, inputs as extra-vars.
+
+Command line and files as heat-agents' hook-ansible: `ansible-playbook -i <inventory>
+[--module-path M] [--skip-tags S] [--tags T] <work>/<id>_playbook.yaml --extra-vars
+@<work>/<id>_variables.json`, the variables file holding `heat_config_id`, the inputs and
+`heat_outputs_path`, `ANSIBLE_CALLBACK_PLUGINS` from the option. Two deliberate additions
+for the default `localhost,` inventory only, appended after upstream's arguments:
+`-c local` (else a play without `connection: local` tries ssh to this machine) and
+`-e ansible_python_interpreter=<ours>` (interpreter discovery can pick a broken shim).
+"""
 
 from __future__ import annotations
 
@@ -39,10 +48,11 @@ class AnsibleHook:
                 argv += [flag, value]
         playbook = write_private(Path(f"{base}_playbook.yaml"), playbook_text)
         outputs_base = clear_outputs(dep, ctx)
-        variables = dep.input_values()
-        variables.update(heat_config_id=dep.id, heat_outputs_path=str(outputs_base))
+        variables = {"heat_config_id": dep.id}
+        variables.update({item["name"]: item.get("value", "") for item in dep.inputs})
+        variables["heat_outputs_path"] = str(outputs_base)
         # Inputs may hold secrets: they travel in a 0600 file, never on argv.
-        varfile = write_private(Path(f"{base}_variables.json"), json.dumps(variables, indent=1))
+        varfile = write_private(Path(f"{base}_variables.json"), json.dumps(variables))
         argv += [playbook, "--extra-vars", f"@{varfile}"]
         if inventory == DEFAULT_INVENTORY:
             # The default inventory is this machine: no ssh to ourselves, and a pinned
@@ -71,13 +81,21 @@ class AnsibleHook:
 
     @staticmethod
     def _inventory(dep: Deployment, base: Path, environ) -> str:
-        """The `-i` argument: the option (a path, a host list, or inventory text), else the default."""
+        """The `-i` argument: the option, else $HEAT_ANSIBLE_INVENTORY, else `localhost,`.
+
+        As upstream, the option is a path relative to the working directory (an absolute
+        path stays as it is); our additions: a comma-separated host list that names no
+        file is passed as is, and inventory text (several lines) is written to a file.
+        """
         value = option_text(dep, "inventory")
         if value is None:
             return environ.get("HEAT_ANSIBLE_INVENTORY") or DEFAULT_INVENTORY
-        if "\n" not in value and ("," in value or os.path.exists(value)):
+        if "\n" in value:
+            return str(write_private(Path(f"{base}_inventory"), value))
+        path = os.path.join(base.parent, value)
+        if "," in value and not os.path.exists(path):
             return value
-        return str(write_private(Path(f"{base}_inventory"), value))
+        return path
 
 
 HOOK = AnsibleHook()

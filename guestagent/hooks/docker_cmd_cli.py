@@ -119,15 +119,17 @@ def rename_containers(cli: Cli) -> list[str]:
     """Rename each container whose `container_name` label differs from its name, if free."""
     code, out, _ = cli("ps", "-a", "--format", '{{.Names}} {{.Label "container_name"}}')
     if code != 0:
+        # podman has no .Label in its ps templates (upstream's rename step failed there).
+        code, out, _ = cli("ps", "-a", "--format", '{{.Names}} {{index .Labels "container_name"}}')
+    if code != 0:
         return []
     rows = [line.split() for line in out.splitlines() if line.split()]
     present = {row[0] for row in rows}
     lines = []
     for current, desired in sorted((row[0], row[-1]) for row in rows if len(row) > 1):
         if current != desired and desired not in present:
+            # `present` stays as listed (as upstream): a name freed by this pass waits for the next.
             if cli("rename", current, desired)[0] == 0:
-                present.discard(current)
-                present.add(desired)
                 lines.append(f"renamed container {current} to {desired}")
     return lines
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from guestagent.errors import HookNotFound
 

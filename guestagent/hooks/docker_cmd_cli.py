@@ -18,7 +18,8 @@ from __future__ import annotations
 import secrets
 import shlex
 import string
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from guestagent.deployments import Deployment
 from guestagent.errors import InvalidDeployment
@@ -127,10 +128,10 @@ def rename_containers(cli: Cli) -> list[str]:
     present = {row[0] for row in rows}
     lines = []
     for current, desired in sorted((row[0], row[-1]) for row in rows if len(row) > 1):
-        if current != desired and desired not in present:
-            # `present` stays as listed (as upstream): a name freed by this pass waits for the next.
-            if cli("rename", current, desired)[0] == 0:
-                lines.append(f"renamed container {current} to {desired}")
+        # `present` stays as listed (as upstream): a name freed by this pass waits for the next.
+        if current != desired and desired not in present \
+                and cli("rename", current, desired)[0] == 0:
+            lines.append(f"renamed container {current} to {desired}")
     return lines
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,10 +64,10 @@ def test_argv_files_and_reply(fake_tool, dirs, options, flags):
     assert argv == expected(fake_tool, dirs, flags)
     work, outputs = dirs["HEAT_ANSIBLE_WORKING"], dirs["HEAT_ANSIBLE_OUTPUTS"]
     # The variables file as upstream wrote it: same keys, order and separators.
-    assert open(f"{work}/1234_variables.json").read() == json.dumps(
+    assert Path(f"{work}/1234_variables.json").read_text() == json.dumps(
         {"heat_config_id": "1234", "foo": "bar", "another": "input",
          "heat_outputs_path": f"{outputs}/1234"})
-    assert open(f"{work}/1234_playbook.yaml").read() == "the ansible playbook"
+    assert Path(f"{work}/1234_playbook.yaml").read_text() == "the ansible playbook"
 
 
 def test_callback_plugins_option_reaches_the_environment(fake_tool, dirs):

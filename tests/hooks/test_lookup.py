@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from guestagent import hooks
-from guestagent.hooks import script
 from guestagent.errors import HookNotFound
+from guestagent.hooks import script
 from guestagent.hooks.external import ExternalHook
 from tests.support.agent import deployment, run_agent, signals_for
 

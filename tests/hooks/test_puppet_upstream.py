@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -65,13 +66,13 @@ def test_full_options_argv_env_files_and_reply(fake_tool, dirs):
     assert env["FACTER_deploy_config_name"] == "fake_resource_name"  # set when hiera is on
     fqdn = subprocess.run(["hostname", "-f"], capture_output=True, text=True, check=True)
     assert env["FACTER_fqdn"] == fqdn.stdout.strip()
-    assert open(manifest).read() == "the puppet script"
+    assert Path(manifest).read_text() == "the puppet script"
     hiera = f"{dirs['HEAT_PUPPET_HIERA_DATADIR']}/heat_config_fake_resource_name.json"
-    assert open(hiera).read() == '{"foo": "bar", "another": "input"}'
+    assert Path(hiera).read_text() == '{"foo": "bar", "another": "input"}'
     # Upstream keeps puppet's output under the log directory, named by creation time and id.
     logs = dirs["HEAT_PUPPET_LOGDIR"]
-    assert open(f"{logs}/2015-07-16-11-40-20-1234-stdout.log").read() == "puppet success"
-    assert open(f"{logs}/2015-07-16-11-40-20-1234-stderr.log").read() == "thing happened"
+    assert Path(f"{logs}/2015-07-16-11-40-20-1234-stdout.log").read_text() == "puppet success"
+    assert Path(f"{logs}/2015-07-16-11-40-20-1234-stderr.log").read_text() == "thing happened"
 
 
 @pytest.mark.parametrize("off, expected", [("enable_debug", VERBOSE), ("enable_verbose", DEBUG)])

@@ -4,9 +4,12 @@ Command line and files as heat-agents' hook-ansible: `ansible-playbook -i <inven
 [--module-path M] [--skip-tags S] [--tags T] <work>/<id>_playbook.yaml --extra-vars
 @<work>/<id>_variables.json`, the variables file holding `heat_config_id`, the inputs and
 `heat_outputs_path`, `ANSIBLE_CALLBACK_PLUGINS` from the option. Two deliberate additions
-for the default `localhost,` inventory only, appended after upstream's arguments:
-`-c local` (else a play without `connection: local` tries ssh to this machine) and
-`-e ansible_python_interpreter=<ours>` (interpreter discovery can pick a broken shim).
+for the default `localhost,` inventory only, made in the environment so the command line
+stays upstream's: the local connection (`ANSIBLE_TRANSPORT=local`, what `-c local` sets;
+else a play without `connection: local` tries ssh to this machine) and our interpreter
+(`ANSIBLE_PYTHON_INTERPRETER`; discovery can pick a broken shim). Being settings, not
+extra-vars, both yield to a play's own `connection:` or `ansible_python_interpreter`, and
+to the operator's environment.
 """
 
 from __future__ import annotations
@@ -54,14 +57,14 @@ class AnsibleHook:
         # Inputs may hold secrets: they travel in a 0600 file, never on argv.
         varfile = write_private(Path(f"{base}_variables.json"), json.dumps(variables))
         argv += [playbook, "--extra-vars", f"@{varfile}"]
+        env = {"ANSIBLE_NOCOLOR": "1"}
         if inventory == DEFAULT_INVENTORY:
             # The default inventory is this machine: no ssh to ourselves, and a pinned
             # interpreter, because discovery can pick a broken shim.
-            argv += ["-c", "local"]
-            if "ansible_python_interpreter" not in variables and \
-                    not environ.get("ANSIBLE_PYTHON_INTERPRETER"):
-                argv += ["-e", f"ansible_python_interpreter={sys.executable}"]
-        env = {"ANSIBLE_NOCOLOR": "1"}
+            for name, value in (("ANSIBLE_TRANSPORT", "local"),
+                                ("ANSIBLE_PYTHON_INTERPRETER", sys.executable)):
+                if not environ.get(name):
+                    env[name] = value
         if "UTF-8" not in (environ.get("LC_ALL") or environ.get("LANG") or "").upper():
             env["LC_ALL"] = "C.UTF-8"  # ansible refuses to start under a non-UTF-8 locale
         callbacks = option_text(dep, "callback_plugins")

@@ -1,8 +1,8 @@
 """The ansible hook's command line, environment, files and reply pinned to heat-agents' hook-ansible.
 
 A recording fake stands in for ansible-playbook (tests/hooks/fake_tool.py). The one
-deliberate difference: for the default `localhost,` inventory, `-c local` and our pinned
-interpreter follow upstream's arguments (tests/hooks/test_ansible.py runs the real tool).
+deliberate difference: for the default `localhost,` inventory, the local connection and our
+interpreter are set in the environment (tests/hooks/test_ansible.py runs the real tool).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ DEPLOYMENT = {
     "inputs": [{"name": "foo", "value": "bar"}, {"name": "another", "value": "input"}],
     "config": "the ansible playbook",
 }
-LOCAL = ["-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
 REPLY = {"stdout": "ansible success", "stderr": "thing happened"}
 
 
@@ -39,10 +38,10 @@ def run(fake_tool, dirs, options=None, reply=REPLY, env=None):
                                             "HEAT_ANSIBLE_CMD": fake_tool.path, **(env or {})})
 
 
-def expected(fake_tool, dirs, options=(), inventory="localhost,", tail=LOCAL) -> list[str]:
+def expected(fake_tool, dirs, options=(), inventory="localhost,") -> list[str]:
     work = dirs["HEAT_ANSIBLE_WORKING"]
     return [fake_tool.path, "-i", inventory, *options, f"{work}/1234_playbook.yaml",
-            "--extra-vars", f"@{work}/1234_variables.json", *tail]
+            "--extra-vars", f"@{work}/1234_variables.json"]
 
 
 @pytest.mark.parametrize("options, flags", [
@@ -80,14 +79,29 @@ def test_inventory_from_environment_is_used_as_is_without_local_connection(fake_
     inventory = "localhost test_var=123,"
     run(fake_tool, dirs, env={"HEAT_ANSIBLE_INVENTORY": inventory})
     [argv] = fake_tool.argvs()
-    assert argv == expected(fake_tool, dirs, inventory=inventory, tail=[])
+    assert argv == expected(fake_tool, dirs, inventory=inventory)
+    assert "ANSIBLE_TRANSPORT" not in fake_tool.calls()[0]["env"]
+
+
+def test_local_connection_and_interpreter_for_the_default_inventory(fake_tool, dirs):
+    run(fake_tool, dirs)
+    env = fake_tool.calls()[0]["env"]
+    assert (env["ANSIBLE_TRANSPORT"], env["ANSIBLE_PYTHON_INTERPRETER"]) == ("local", sys.executable)
+
+
+def test_operator_settings_are_kept(fake_tool, dirs):
+    run(fake_tool, dirs, env={"ANSIBLE_TRANSPORT": "paramiko",
+                              "ANSIBLE_PYTHON_INTERPRETER": "/opt/py/bin/python3"})
+    env = fake_tool.calls()[0]["env"]
+    assert (env["ANSIBLE_TRANSPORT"], env["ANSIBLE_PYTHON_INTERPRETER"]) == \
+        ("paramiko", "/opt/py/bin/python3")
 
 
 def test_inventory_option_is_relative_to_the_working_directory(fake_tool, dirs):
     run(fake_tool, dirs, {"inventory": "hosts.ini"})
     [argv] = fake_tool.argvs()
     inventory = f"{dirs['HEAT_ANSIBLE_WORKING']}/hosts.ini"
-    assert argv == expected(fake_tool, dirs, inventory=inventory, tail=[])
+    assert argv == expected(fake_tool, dirs, inventory=inventory)
 
 
 def test_failure_status_passed_on(fake_tool, dirs):

@@ -11,7 +11,7 @@ APT_PACKAGES=(
   # sources (config drive, ec2):
   genisoimage mtools dosfstools
   # hooks (puppet, docker):
-  puppet docker.io docker-compose busybox-static
+  puppet docker.io docker-compose busybox-static podman
   # image (systemd, dbus, diskimage):
   systemd dbus-daemon python3-dev gcc pkg-config libdbus-1-dev libglib2.0-dev
   libgirepository1.0-dev libcairo2-dev gobject-introspection debootstrap sudo docker.io

@@ -1,4 +1,4 @@
-"""Shared fixtures: the fake cloud on loopback, a private Docker engine."""
+"""Shared fixtures: the fake cloud on loopback, a private Docker engine, a private podman."""
 
 import pytest
 
@@ -26,6 +26,24 @@ def dockerd(tmp_path_factory):
     engine = Dockerd(tmp_path_factory.mktemp("dockerd"))
     try:
         engine.start()
+        engine.import_busybox()
+    except Exception:
+        engine.stop()
+        raise
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory):
+    """A private podman store (own storage and run roots) with a local busybox image."""
+    from tests.support.podman import Podman, missing
+
+    why = missing()
+    if why:
+        pytest.skip(why)
+    engine = Podman(tmp_path_factory.mktemp("podman"))
+    try:
         engine.import_busybox()
     except Exception:
         engine.stop()

@@ -128,9 +128,6 @@ def test_ansible_replies_byte_identical(heat_config):
         ).encode()
 
 
-@pytest.mark.xfail(strict=True, reason="the puppet hook must build its reply with "
-                   "streams_first=True (heat-agents' key order); puppet.py is another "
-                   "branch's module")
 def test_puppet_replies_byte_identical(heat_config):
     sent = heat_config([config("p-ok", "puppet", "notice('hi')\n")])
     assert sent["p-ok"] == json.dumps(upstream_reply(

@@ -1,8 +1,11 @@
 """Hooks: built-in ones (one module each) and external heat-config hooks found on disk.
 
-Lookup order for a group: the operator's `--hooks-dir` directories, then the
-built-in hooks, then the heat-config places ($HEAT_CONFIG_HOOKS,
-/usr/libexec/heat-config/hooks, /var/lib/heat-config/hooks).
+Lookup order for a group: the operator's `--hooks-dir` directories, then
+$HEAT_CONFIG_HOOKS when it is set (an explicit choice, as in heat-agents, where
+it named the only hooks directory), then the built-in hooks, then the default
+heat-config directories (/usr/libexec/heat-config/hooks,
+/var/lib/heat-config/hooks), which never shadow a built-in: an image that
+carries heat-agents' own hooks there still runs guestagent's.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from guestagent.errors import HookNotFound
 
@@ -35,9 +38,15 @@ def hook_name(group: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "", group)
 
 
+def operator_dirs() -> list[Path]:
+    """$HEAT_CONFIG_HOOKS when set: searched before the built-in hooks."""
+    value = os.environ.get("HEAT_CONFIG_HOOKS", "").strip()
+    return [Path(value)] if value else []
+
+
 def default_dirs() -> list[Path]:
-    dirs = [os.environ["HEAT_CONFIG_HOOKS"]] if os.environ.get("HEAT_CONFIG_HOOKS") else []
-    return [Path(d) for d in dirs + list(DEFAULT_DIRS)]
+    """The heat-config hook directories searched after the built-in hooks."""
+    return [Path(d) for d in DEFAULT_DIRS]
 
 
 def find(group: str, extra_dirs: Iterable[Path] = ()):
@@ -47,8 +56,8 @@ def find(group: str, extra_dirs: Iterable[Path] = ()):
     name = hook_name(group)
     if not name:
         raise HookNotFound(f"group {group!r} has no usable hook name")
-    extra_dirs = [Path(d) for d in extra_dirs]
-    for directory in extra_dirs:
+    first = [Path(d) for d in extra_dirs] + operator_dirs()
+    for directory in first:
         if _executable(directory / name):
             return ExternalHook(directory / name)
     if name in BUILTIN:
@@ -56,7 +65,7 @@ def find(group: str, extra_dirs: Iterable[Path] = ()):
     for directory in default_dirs():
         if _executable(directory / name):
             return ExternalHook(directory / name)
-    searched = ", ".join(str(d) for d in extra_dirs + default_dirs())
+    searched = ", ".join(str(d) for d in first + default_dirs())
     raise HookNotFound(f"no hook for group {group!r}: not built in, and no executable "
                        f"{name!r} in {searched}")
 

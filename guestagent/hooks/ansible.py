@@ -1,4 +1,16 @@
-"""The `ansible` hook: run the config as a playbook on this machine, inputs as extra-vars."""
+"""The `ansible` hook: run the config as a playbook on this machine, inputs as extra-vars.
+
+Command line and files as heat-agents' hook-ansible: `ansible-playbook -i <inventory>
+[--module-path M] [--skip-tags S] [--tags T] <work>/<id>_playbook.yaml --extra-vars
+@<work>/<id>_variables.json`, the variables file holding `heat_config_id`, the inputs and
+`heat_outputs_path`, `ANSIBLE_CALLBACK_PLUGINS` from the option. Two deliberate additions
+for the default `localhost,` inventory only, made in the environment so the command line
+stays upstream's: the local connection (`ANSIBLE_TRANSPORT=local`, what `-c local` sets;
+else a play without `connection: local` tries ssh to this machine) and our interpreter
+(`ANSIBLE_PYTHON_INTERPRETER`; discovery can pick a broken shim). Being settings, not
+extra-vars, both yield to a play's own `connection:` or `ansible_python_interpreter`, and
+to the operator's environment.
+"""
 
 from __future__ import annotations
 
@@ -39,19 +51,20 @@ class AnsibleHook(Hook):
                 argv += [flag, value]
         playbook = write_private(Path(f"{base}_playbook.yaml"), playbook_text)
         outputs_base = clear_outputs(dep, ctx)
-        variables = dep.input_values()
-        variables.update(heat_config_id=dep.id, heat_outputs_path=str(outputs_base))
+        variables = {"heat_config_id": dep.id}
+        variables.update({item["name"]: item.get("value", "") for item in dep.inputs})
+        variables["heat_outputs_path"] = str(outputs_base)
         # Inputs may hold secrets: they travel in a 0600 file, never on argv.
-        varfile = write_private(Path(f"{base}_variables.json"), json.dumps(variables, indent=1))
+        varfile = write_private(Path(f"{base}_variables.json"), json.dumps(variables))
         argv += [playbook, "--extra-vars", f"@{varfile}"]
+        env = {"ANSIBLE_NOCOLOR": "1"}
         if inventory == DEFAULT_INVENTORY:
             # The default inventory is this machine: no ssh to ourselves, and a pinned
             # interpreter, because discovery can pick a broken shim.
-            argv += ["-c", "local"]
-            if "ansible_python_interpreter" not in variables and \
-                    not environ.get("ANSIBLE_PYTHON_INTERPRETER"):
-                argv += ["-e", f"ansible_python_interpreter={sys.executable}"]
-        env = {"ANSIBLE_NOCOLOR": "1"}
+            for name, value in (("ANSIBLE_TRANSPORT", "local"),
+                                ("ANSIBLE_PYTHON_INTERPRETER", sys.executable)):
+                if not environ.get(name):
+                    env[name] = value
         if "UTF-8" not in (environ.get("LC_ALL") or environ.get("LANG") or "").upper():
             env["LC_ALL"] = "C.UTF-8"  # ansible refuses to start under a non-UTF-8 locale
         callbacks = option_text(dep, "callback_plugins")
@@ -71,13 +84,21 @@ class AnsibleHook(Hook):
 
     @staticmethod
     def _inventory(dep: Deployment, base: Path, environ) -> str:
-        """The `-i` argument: the option (a path, a host list, or inventory text), else the default."""
+        """The `-i` argument: the option, else $HEAT_ANSIBLE_INVENTORY, else `localhost,`.
+
+        As upstream, the option is a path relative to the working directory (an absolute
+        path stays as it is); our additions: a comma-separated host list that names no
+        file is passed as is, and inventory text (several lines) is written to a file.
+        """
         value = option_text(dep, "inventory")
         if value is None:
             return environ.get("HEAT_ANSIBLE_INVENTORY") or DEFAULT_INVENTORY
-        if "\n" not in value and ("," in value or os.path.exists(value)):
+        if "\n" in value:
+            return str(write_private(Path(f"{base}_inventory"), value))
+        path = os.path.join(base.parent, value)
+        if "," in value and not os.path.exists(path):
             return value
-        return str(write_private(Path(f"{base}_inventory"), value))
+        return path
 
 
 HOOK = AnsibleHook()

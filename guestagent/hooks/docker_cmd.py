@@ -7,6 +7,10 @@ user, hostname, working_dir, cap_add, cap_drop, detach, start_order, action
 (run or exec) and exit_codes. Containers are labelled with the deployment, so
 a re-run or an UPDATE (a new id with the same name) replaces them, a DELETE
 removes them, and `cleanup` removes those of a deployment gone from metadata.
+Keys it does not know are ignored, named in one line of deploy_stderr.
+
+With `HEAT_DOCKER_CMD` set, the containers go through that command line tool
+instead, exactly as heat-agents' hook ran them (see docker_cmd_cli).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import yaml
 
 from guestagent.deployments import Deployment
 from guestagent.errors import HookFailed, InvalidDeployment
+from guestagent.hooks import docker_cmd_cli
 from guestagent.hooks.base import Hook, HookContext, HookResult
 
 MANAGED_BY = "docker-cmd"
@@ -57,7 +62,17 @@ class DockerCmdHook(Hook):
     tool = "docker-cmd"
 
     def run(self, dep: Deployment, ctx: HookContext) -> HookResult:
-        specs = container_specs(dep)
+        config = load_config(dep)
+        if docker_cmd_cli.wanted(ctx):
+            return docker_cmd_cli.run(dep, ctx, config,
+                                      unknown_warning(config, docker_cmd_cli.KNOWN))
+        result = self._run_sdk(dep, ctx, config)
+        result.stderr = unknown_warning(config, KNOWN) + result.stderr
+        return result
+
+    @staticmethod
+    def _run_sdk(dep: Deployment, ctx: HookContext, config: dict) -> HookResult:
+        specs = container_specs(dep, config)
         client, errors = connect(ctx)
         out: list[str] = []
         try:
@@ -82,6 +97,8 @@ class DockerCmdHook(Hook):
 
     def cleanup(self, dep: Deployment, ctx: HookContext) -> HookResult:
         """Remove the containers this (vanished) deployment id started."""
+        if docker_cmd_cli.wanted(ctx):
+            return docker_cmd_cli.cleanup(dep, ctx)
         client, errors = connect(ctx)
         try:
             return HookResult(0, stdout=text(remove(client, {"config_id": dep.id})))
@@ -177,8 +194,8 @@ def text(lines: list[str]) -> str:
 
 # -- config validation ------------------------------------------------------
 
-def container_specs(dep: Deployment) -> list[ContainerSpec]:
-    """Every container entry, validated before anything starts, in start order."""
+def load_config(dep: Deployment) -> dict:
+    """The config as a mapping of container names to properties (YAML text or an object)."""
     config = dep.config
     if isinstance(config, str):
         try:
@@ -189,6 +206,21 @@ def container_specs(dep: Deployment) -> list[ContainerSpec]:
         config = {}
     if not isinstance(config, dict):
         raise InvalidDeployment(dep.label, "config", "must map container names to properties")
+    return config
+
+
+def unknown_warning(config: dict, known: frozenset) -> str:
+    """One stderr line naming the container keys that will be ignored ("" when none)."""
+    ignored = [f"{name}.{key}" for name, props in config.items() if isinstance(props, dict)
+               for key in props if key not in known]
+    if not ignored:
+        return ""
+    # heat-agents ignored keys it did not know (such as `name`): so do we, but say so.
+    return f"guestagent: docker-cmd ignored unknown container keys: {', '.join(ignored)}\n"
+
+
+def container_specs(dep: Deployment, config: dict) -> list[ContainerSpec]:
+    """Every container entry, validated before anything starts, in start order."""
     specs = [_spec(dep, name, props) for name, props in config.items()]
     return sorted(specs, key=lambda s: (s.start_order, s.name))
 
@@ -203,9 +235,6 @@ def _spec(dep: Deployment, name: Any, props: Any) -> ContainerSpec:
                                 "starting with a letter or digit")
     if not isinstance(props, dict):
         raise bad("", "must be an object of container properties")
-    unknown = sorted(set(props) - KNOWN)
-    if unknown:
-        raise bad(unknown[0], f"unknown property (known: {', '.join(sorted(KNOWN))})")
     action = props.get("action", "run")
     if action not in ("run", "exec"):
         raise bad("action", f"must be run or exec, not {action!r}")

@@ -34,12 +34,11 @@ class JsonFileHook(Hook):
         mode = file_mode(dep)
         allowed = allowed_dirs(ctx)
         targets = [(confined_path(dep, name, allowed), data) for name, data in dep.config.items()]
-        lines = []
         for path, data in targets:
             text = json.dumps(data, indent=4, sort_keys=True, separators=(",", ": "))
             write_destination(path, text, mode)
-            lines.append(f"wrote {path}\n")
-        return HookResult(0, stdout="".join(lines))
+        # deploy_stdout stays empty, as heat-agents' json-file hook leaves it.
+        return HookResult(0)
 
 
 def allowed_dirs(ctx: HookContext) -> list[Path]:

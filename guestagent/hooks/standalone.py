@@ -26,6 +26,18 @@ def context_for(tool: str) -> HookContext:
     return HookContext(work_dir=work, outputs_dir=outputs, capture_dir=capture)
 
 
+def with_id(data):
+    """The deployment, named by its `name` when it has no `id`.
+
+    heat-agents' hooks need only `name`, `inputs` and `config` (docker-compose
+    never reads `id`); the agent itself still requires ids from the metadata.
+    """
+    if isinstance(data, dict) and not data.get("id") and isinstance(data.get("name"), str) \
+            and data["name"].strip():
+        return {**data, "id": data["name"]}
+    return data
+
+
 def run_standalone(hook, tool: str) -> int:
     """Read a deployment on stdin, run `hook`, print its response; exit 0 once it replied."""
     try:
@@ -33,7 +45,7 @@ def run_standalone(hook, tool: str) -> int:
     except ValueError as exc:
         result = HookResult.failure(f"stdin is not a JSON deployment: {exc}")
     else:
-        dep = parse_one(data)
+        dep = parse_one(with_id(data))
         if dep.problem:
             result = HookResult.failure(str(dep.problem))
         else:

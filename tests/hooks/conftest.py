@@ -53,10 +53,50 @@ def run_standalone(module: str, deployment: dict, env: dict, tmp_path: Path) -> 
     dirs = {f"{var}_WORKING": str(tmp_path / "w"), f"{var}_OUTPUTS": str(tmp_path / "o")}
     proc = subprocess.run([sys.executable, "-m", f"guestagent.hooks.{module}"],
                           input=json.dumps(deployment).encode(), capture_output=True,
-                          env={**os.environ, **dirs, **env}, timeout=300)
+                          env={**os.environ, **dirs, **env}, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout)
 
 
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
+
+
+FAKE_TOOL = Path(__file__).with_name("fake_tool.py")
+
+
+class FakeTool:
+    """tests/hooks/fake_tool.py as a hook's tool: what each start should do, and what it saw."""
+
+    def __init__(self, root: Path):
+        self.path = str(FAKE_TOOL)
+        self.record = root / "fake-calls"
+
+    def env(self, reply=None) -> dict:
+        """Environment entries that make the fake record its starts and answer with `reply`."""
+        return {"FAKE_TOOL_RECORD": str(self.record), "FAKE_TOOL_REPLY": json.dumps(reply or {})}
+
+    def calls(self) -> list[dict]:
+        """Every start so far, in order: {"argv", "env", "cwd"}."""
+        if not self.record.exists():
+            return []
+        found = sorted(self.record.glob("call-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+        return [json.loads(p.read_text()) for p in found]
+
+    def argvs(self) -> list[list[str]]:
+        return [call["argv"] for call in self.calls()]
+
+
+@pytest.fixture
+def fake_tool(tmp_path: Path) -> FakeTool:
+    return FakeTool(tmp_path)
+
+
+def run_hook(module: str, deployment: dict, env: dict) -> dict:
+    """`python -m guestagent.hooks.<module>` fed `deployment`, with exactly `env` added to ours
+    (the caller names the working/outputs directories, as heat-agents' tests do)."""
+    proc = subprocess.run([sys.executable, "-m", f"guestagent.hooks.{module}"],
+                          input=json.dumps(deployment).encode(), capture_output=True,
+                          env={**os.environ, **env}, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout)

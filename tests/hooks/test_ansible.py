@@ -83,11 +83,24 @@ def test_tags_and_skip_tags_honoured(ctx, tmp_path):
 
 
 def test_interpreter_pinned_to_ours(ctx, tmp_path):
+    # The interpreter that really ran the modules, as the python facts report it.
     target = tmp_path / "interp"
-    playbook = ("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-                f"    - copy: {{dest: '{target}', content: '{{{{ ansible_python_interpreter }}}}'}}\n")
-    assert HOOK.run(make("ansible", playbook), ctx).status_code == 0
+    playbook = ("- hosts: localhost\n  gather_facts: true\n  gather_subset: [min]\n  tasks:\n"
+                f"    - copy: {{dest: '{target}', content: '{{{{ ansible_facts.python.executable }}}}'}}\n")
+    result = HOOK.run(make("ansible", playbook), ctx)
+    assert result.status_code == 0, result.stdout + result.stderr
     assert target.read_text() == sys.executable
+
+
+def test_play_keywords_still_win_over_the_local_defaults(ctx, tmp_path):
+    # A play's own interpreter wins (the pin is a setting, not an extra-var).
+    target = tmp_path / "interp"
+    playbook = ("- hosts: localhost\n  gather_facts: true\n  gather_subset: [min]\n"
+                "  vars: {ansible_python_interpreter: /usr/bin/python3}\n  tasks:\n"
+                f"    - copy: {{dest: '{target}', content: '{{{{ ansible_facts.python.executable }}}}'}}\n")
+    result = HOOK.run(make("ansible", playbook), ctx)
+    assert result.status_code == 0, result.stdout + result.stderr
+    assert target.read_text() == "/usr/bin/python3"
 
 
 def test_rerun_rewrites_working_files(ctx, tmp_path):

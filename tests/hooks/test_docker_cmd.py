@@ -118,11 +118,18 @@ def test_engine_error_is_a_failure(dctx):
     assert result.status_code != 0 and "absent-image" in result.stderr
 
 
-def test_bad_property_names_deployment_and_field(ctx):
-    dep = make("docker-cmd", {"web": {"image": "local/busybox", "restrat": "always"}},
-               name="typo")
-    with pytest.raises(InvalidDeployment, match=r"typo .*config.web.restrat"):
-        HOOK.run(dep, ctx)
+def test_unknown_keys_ignored_with_one_warning_line(dctx, dockerd):
+    config = {"web": {"image": "local/busybox", "command": "sleep 3600", "restrat": "always",
+                      "name": "x"}}
+    result = HOOK.run(make("docker-cmd", config, name="typo"), dctx)
+    assert result.status_code == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if "unknown" in line] == [
+        "guestagent: docker-cmd ignored unknown container keys: web.restrat, web.name"]
+    assert ours(dockerd, deploy_name="typo")[0]["State"]["Running"]
+    HOOK.run(make("docker-cmd", {}, name="typo", action="DELETE"), dctx)
+
+
+def test_bad_container_name_names_deployment_and_field(ctx):
     with pytest.raises(InvalidDeployment, match=r"typo .*config.x': a container name"):
         HOOK.run(make("docker-cmd", {"x": {"image": "local/busybox"}}, name="typo"), ctx)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 
 import pytest
 import yaml
 
 from guestagent.errors import HookFailed, InvalidDeployment
-from guestagent.hooks.docker_compose import HOOK, project_name
+from guestagent.hooks.docker_compose import HOOK
 from guestagent.state import safe_component
 from tests.hooks.conftest import deployment_dict, make, mode_of, run_standalone
 
@@ -38,6 +38,11 @@ def containers(dockerd, project: str) -> list[dict]:
 def dctx(ctx, dockerd):
     ctx.env = dockerd.env()
     return ctx
+
+
+def project_of(name: str) -> str:
+    """The project docker-compose 1.x names after the project directory (no -p is passed)."""
+    return re.sub(r"[^-_a-z0-9]", "", safe_component(name).lower())
 
 
 def env_of(container: dict) -> dict:
@@ -98,7 +103,7 @@ def test_object_config_keeps_booleans_and_nulls(dctx, dockerd):
     assert result.status_code == 0, result.stderr
     written = dctx.work_dir / safe_component("Obj App") / "docker-compose.yml"
     assert yaml.safe_load(written.read_text()) == config
-    [container] = containers(dockerd, project_name("Obj App"))
+    [container] = containers(dockerd, project_of("Obj App"))
     assert container["Config"]["Tty"] is True and container["Config"]["OpenStdin"] is False
     HOOK.run(make("docker-compose", config, name="Obj App", action="DELETE"), dctx)
 

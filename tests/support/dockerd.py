@@ -77,23 +77,7 @@ class Dockerd:
 
     def import_busybox(self) -> str:
         """Import a busybox root filesystem as IMAGE; returns the image name."""
-        tar_path = self.root / "rootfs.tar"
-        with tarfile.open(tar_path, "w") as tar:
-            tar.add(BUSYBOX, arcname="bin/busybox")
-            for applet in APPLETS:
-                info = tarfile.TarInfo(f"bin/{applet}")
-                info.type = tarfile.SYMTYPE
-                info.linkname = "busybox"
-                tar.addfile(info)
-            for directory in ("tmp", "etc", "data"):
-                info = tarfile.TarInfo(directory)
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o1777 if directory == "tmp" else 0o755
-                tar.addfile(info)
-            passwd = b"root:x:0:0:root:/:/bin/sh\n"
-            info = tarfile.TarInfo("etc/passwd")
-            info.size = len(passwd)
-            tar.addfile(info, io.BytesIO(passwd))
+        tar_path = busybox_rootfs(self.root / "rootfs.tar")
         self.docker("import", "--change", 'CMD ["/bin/sh"]', str(tar_path), IMAGE)
         return IMAGE
 
@@ -118,3 +102,24 @@ class Dockerd:
         with open("/proc/self/mountinfo") as fh:
             points = [line.split()[4] for line in fh]
         return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def busybox_rootfs(tar_path: Path) -> Path:
+    """Write a root filesystem tar of busybox-static and its applets (any engine imports it)."""
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in APPLETS:
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "busybox"
+            tar.addfile(info)
+        for directory in ("tmp", "etc", "data"):
+            info = tarfile.TarInfo(directory)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(info)
+        passwd = b"root:x:0:0:root:/:/bin/sh\n"
+        info = tarfile.TarInfo("etc/passwd")
+        info.size = len(passwd)
+        tar.addfile(info, io.BytesIO(passwd))
+    return tar_path

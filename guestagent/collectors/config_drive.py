@@ -14,13 +14,12 @@ from __future__ import annotations
 import email
 import gzip
 import io
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guestagent import process
+from guestagent import jsondoc, process
 from guestagent.collectors.base import NOT_MODIFIED, Collected
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
 
@@ -153,9 +152,9 @@ def cfn_init_data(user_data: bytes) -> dict | None:
 
 def _json_object(data: bytes, what: str) -> dict:
     try:
-        value = json.loads(data)
-    except ValueError as exc:
-        raise SourceUnavailable("config_drive", f"{what}: not valid JSON ({exc})") from None
+        value = jsondoc.loads(data, max_bytes=MAX_FILE)
+    except jsondoc.DocumentError as exc:
+        raise SourceUnavailable("config_drive", f"{what}: not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise SourceUnavailable("config_drive", f"{what}: must hold a JSON object")
     return value

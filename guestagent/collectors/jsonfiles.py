@@ -3,7 +3,6 @@ and remembering what was read so an unchanged file costs a stat call, not a pars
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from guestagent import jsondoc
 from guestagent.collectors.base import NOT_MODIFIED, Collected
 from guestagent.errors import SourceUnavailable
 from guestagent.state import SourceCache
@@ -117,11 +117,12 @@ def read_object(source: str, path: Path, check_owner: bool = False) -> dict:
                 check_trusted(source, path, st.st_uid, st.st_mode)
             if st.st_size > MAX_FILE:
                 raise SourceUnavailable(source, f"{path}: larger than {MAX_FILE} bytes")
-            data = json.load(fh)
+            # Read one byte past the limit: a file that grew since fstat is still caught.
+            data = jsondoc.loads(fh.read(MAX_FILE + 1), max_bytes=MAX_FILE)
     except OSError as exc:
         raise SourceUnavailable(source, f"{path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise SourceUnavailable(source, f"{path}: not valid JSON ({exc})") from exc
+    except jsondoc.DocumentError as exc:
+        raise SourceUnavailable(source, f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SourceUnavailable(source, f"{path}: must hold a JSON object, not {type(data).__name__}")
     return data

@@ -4,13 +4,12 @@ and remembering what was read so an unchanged file costs a stat call, not a pars
 from __future__ import annotations
 
 import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from guestagent import jsondoc
+from guestagent import fstrust, jsondoc
 from guestagent.collectors.base import NOT_MODIFIED, Collected
 from guestagent.errors import SourceUnavailable
 from guestagent.state import SourceCache
@@ -75,7 +74,14 @@ class FileSource:
     files are read (`_read`) only when those changed. Subclasses are dataclasses with a
     `name` (the source's)."""
 
-    memo: ReadMemo = field(default_factory=ReadMemo, repr=False, kw_only=True)
+    @property
+    def memo(self) -> ReadMemo:
+        """This instance's ReadMemo, made on first use (not a dataclass field: subclasses add
+        fields without defaults, and `kw_only` needs Python 3.10)."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.__dict__["_memo"] = ReadMemo()
+        return memo
 
     def collect(self, previous: SourceCache | None = None):
         """NOT_MODIFIED, or the files' merged document (see ReadMemo.collect)."""
@@ -130,8 +136,7 @@ def read_object(source: str, path: Path, check_owner: bool = False) -> dict:
 
 def check_trusted(source: str, path: Path, uid: int, mode: int) -> None:
     """Refuse a file or directory (its owner and mode) another user owns or could write."""
-    # Metadata decides what runs as root: refuse anything another user could have written.
-    if uid != os.geteuid():
-        raise SourceUnavailable(source, f"{path}: owned by uid {uid}, not by us; refused")
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise SourceUnavailable(source, f"{path}: writable by group or others; refused")
+    # Metadata decides what runs as root: the one rule of fstrust, as this source's error.
+    reason = fstrust.untrusted_reason(uid, mode)
+    if reason:
+        raise SourceUnavailable(source, f"{path}: {reason}; refused")

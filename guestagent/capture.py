@@ -32,25 +32,26 @@ MEMORY = 16 * 1024
 _CHUNK = 64 * 1024
 
 
-def marker(dropped: int) -> bytes:
+def marker(dropped: int, head: int = HEAD, tail: int = TAIL) -> bytes:
     """The line that stands where `dropped` bytes of a long capture were left out."""
-    return (f"\n[... guestagent dropped {dropped} bytes here; a capture keeps the first {HEAD} "
-            f"and the last {TAIL} bytes ...]\n").encode()
+    return (f"\n[... guestagent dropped {dropped} bytes here; a capture keeps the first {head} "
+            f"and the last {tail} bytes ...]\n").encode()
 
 
 class Capture:
     """One output stream of one child: `write_fd` is the child's end; call `finish()` once
-    the child has exited."""
+    the child has exited. The file keeps the first `head` and the last `tail` bytes."""
 
-    def __init__(self, path: Path, wake_fd: int):
+    def __init__(self, path: Path, wake_fd: int, head: int = HEAD, tail: int = TAIL):
         self.path = Path(path)
+        self.head_size, self.tail_size = head, tail
         self.file_fd = fstrust.open_for_writing(self.path)
         self.read_fd, self.write_fd = os.pipe()
         os.set_inheritable(self.read_fd, False)
         self.total = 0            # bytes the child printed
         self.kept = 0             # bytes written to the file so far
         self.head = bytearray()   # the first MEMORY bytes
-        self.tail = bytearray()   # the last TAIL bytes after HEAD
+        self.tail = bytearray()   # the last `tail` bytes after the first `head`
         self.error: str | None = None
         self._wake_fd = wake_fd
         self._done = threading.Event()
@@ -108,11 +109,11 @@ class Capture:
         self.total += len(data)
         if len(self.head) < MEMORY:
             self.head += data[:MEMORY - len(self.head)]
-        if self.total > HEAD:
-            self.tail += data[max(0, HEAD - before):]
-            if len(self.tail) > TAIL:
-                del self.tail[:len(self.tail) - TAIL]
-        room = HEAD + TAIL - self.kept
+        if self.total > self.head_size:
+            self.tail += data[max(0, self.head_size - before):]
+            if len(self.tail) > self.tail_size:
+                del self.tail[:len(self.tail) - self.tail_size]
+        room = self.head_size + self.tail_size - self.kept
         if self.error is None and room > 0:
             self._write(data[:room])
 
@@ -127,13 +128,15 @@ class Capture:
             self._fail(exc)
 
     def _complete(self) -> None:
-        """Past HEAD + TAIL: cut the file to HEAD, then the marker and the last TAIL bytes."""
-        if self.error is not None or self.total <= HEAD + TAIL:
+        """Past head + tail: cut the file to head, then the marker and the last tail bytes."""
+        head, tail = self.head_size, self.tail_size
+        if self.error is not None or self.total <= head + tail:
             return
         try:
-            os.ftruncate(self.file_fd, HEAD)
-            os.lseek(self.file_fd, HEAD, os.SEEK_SET)
-            view = memoryview(marker(self.total - HEAD - len(self.tail)) + bytes(self.tail))
+            os.ftruncate(self.file_fd, head)
+            os.lseek(self.file_fd, head, os.SEEK_SET)
+            view = memoryview(marker(self.total - head - len(self.tail), head, tail)
+                              + bytes(self.tail))
             while view:
                 view = view[os.write(self.file_fd, view):]
         except OSError as exc:

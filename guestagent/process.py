@@ -48,6 +48,8 @@ class ProcessResult:
     # Per stream ("stdout", "stderr"): why its file could not be kept (disk full), and the
     # first and last few KiB printed, held in memory instead.
     capture_errors: dict[str, str] = field(default_factory=dict)
+    # Bytes each stream printed in all (its file may keep less: see guestagent.capture).
+    printed: dict[str, int] = field(default_factory=dict)
     _in_memory: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -109,14 +111,17 @@ def child_env(base: Mapping[str, str] | None = None, extra: Mapping[str, Any] | 
 
 def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
         stdin: bytes | None = None, env: Mapping[str, str] | None = None,
-        cwd: Path | None = None, timeout: float = 3600.0) -> ProcessResult:
-    """Run `argv` to completion or timeout; output goes to the two paths (0600, truncated)."""
+        cwd: Path | None = None, timeout: float = 3600.0,
+        stdout_keep: tuple[int, int] = (capture.HEAD, capture.TAIL)) -> ProcessResult:
+    """Run `argv` to completion or timeout; output goes to the two paths (0600, truncated),
+    each capped on disk (guestagent.capture); `stdout_keep` is how many bytes of its head and
+    tail stdout keeps (a reply read whole, as JSON, keeps a long head and no tail)."""
     argv = [str(a) for a in argv]
     start = time.monotonic()
     wake_r, wake_w = os.pipe()  # written once the child has exited: the captures finish
     streams: list[capture.Capture] = []
     try:
-        streams.append(capture.Capture(Path(stdout_path), wake_r))
+        streams.append(capture.Capture(Path(stdout_path), wake_r, *stdout_keep))
         streams.append(capture.Capture(Path(stderr_path), wake_r))
         proc = _popen(argv, stdin, streams, env, cwd)
     except BaseException:
@@ -155,6 +160,7 @@ def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
     return ProcessResult(argv, proc.returncode, timed_out, Path(stdout_path),
                          Path(stderr_path), time.monotonic() - start,
                          capture_errors={n: s.error for n, s in zip(names, streams) if s.error},
+                         printed={n: s.total for n, s in zip(names, streams)},
                          _in_memory={n: s.memory_text() for n, s in zip(names, streams)
                                      if s.error})
 

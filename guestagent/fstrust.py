@@ -46,7 +46,7 @@ def check_trusted(path: Path | str, st: os.stat_result | None = None, *,
     if st is None:
         st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
-        raise UntrustedPath(path, "is a symbolic link", what)
+        raise UntrustedPath(path, "a symbolic link", what)
     reason = untrusted_reason(st.st_uid, st.st_mode)
     if reason:
         raise UntrustedPath(path, reason, what)
@@ -69,16 +69,16 @@ def open_for_writing(path: Path | str, mode: int = 0o600, *, truncate: bool = Tr
         fd = os.open(path, access | os.O_CREAT | _NOFOLLOW, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise UntrustedPath(path, "is a symbolic link; not written through") from None
+            raise UntrustedPath(path, "a symbolic link, not written through", "file") from None
         if exc.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO with no reader; a directory
-            raise UntrustedPath(path, "is not a regular file; not written") from None
+            raise UntrustedPath(path, "not a regular file, not written", "file") from None
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UntrustedPath(path, f"is {kind(st.st_mode)}; not written")
+            raise UntrustedPath(path, f"{kind(st.st_mode)}, not written", "file")
         if st.st_uid not in trusted_owners():
-            raise UntrustedPath(path, f"owned by uid {st.st_uid}; not written")
+            raise UntrustedPath(path, f"owned by uid {st.st_uid}, not written", "file")
         if truncate:
             os.ftruncate(fd, 0)
         os.set_blocking(fd, True)

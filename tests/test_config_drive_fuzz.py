@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from guestagent.collectors import config_drive
 from guestagent.collectors.base import Collected
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
-from tests.test_source_config_drive import BOOT, EC2, META, heat_user_data, make_iso, make_vfat
+from tests.test_source_config_drive import BOOT, EC2, META, heat_user_data
+from tests.test_source_config_drive import make_iso, make_vfat
+
 
 def fuzz(examples: int) -> settings:
     """Bounded, reproducible runs (the same examples every time)."""
@@ -125,7 +127,7 @@ def test_deeply_nested_mime_is_a_typed_error():
     parts = []
     for level in range(3000):
         parts.append(f'Content-Type: multipart/mixed; boundary="b{level}"\n\n--b{level}\n')
-    data = "MIME-Version: 1.0\n".encode() + "".join(parts).encode()
+    data = b"MIME-Version: 1.0\n" + "".join(parts).encode()
     result = None
     try:
         result = config_drive.cfn_init_data(data)

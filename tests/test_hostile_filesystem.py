@@ -67,7 +67,7 @@ def test_config_file_of_another_user_is_refused(fakecloud, tmp_path):
     conf.write_text(f"hooks_dirs: [{tmp_path}]\n")
     os.chown(conf, OTHER_UID, 0)
     proc = subprocess.run([*_argv(tmp_path / "state", conf), "--request-metadata-url",
-                           fakecloud.metadata_url], capture_output=True, text=True, timeout=60)
+                           fakecloud.metadata_url], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert f"config file {conf}: owned by uid {OTHER_UID}" in proc.stderr
 
@@ -79,7 +79,7 @@ def test_world_writable_hooks_dir_is_refused_at_start(fakecloud, tmp_path):
     conf = tmp_path / "guestagent.yaml"
     conf.write_text(f"hooks_dirs: [{hooks}]\n")
     proc = subprocess.run([*_argv(tmp_path / "state", conf), "--request-metadata-url",
-                           fakecloud.metadata_url], capture_output=True, text=True, timeout=60)
+                           fakecloud.metadata_url], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert f"hooks directory {hooks}: writable by group or others" in proc.stderr
 
@@ -263,7 +263,7 @@ def small_fs(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs",
-                           str(mount)], capture_output=True, text=True)
+                           str(mount)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:

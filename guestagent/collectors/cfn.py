@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
-
 from guestagent import http, jsondoc
 from guestagent.collectors.base import Collected
 from guestagent.collectors.openstack import verify_option

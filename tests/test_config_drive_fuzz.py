@@ -16,8 +16,14 @@ from hypothesis import strategies as st
 from guestagent.collectors import config_drive
 from guestagent.collectors.base import Collected
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
-from tests.test_source_config_drive import BOOT, EC2, META, heat_user_data
-from tests.test_source_config_drive import make_iso, make_vfat
+from tests.test_source_config_drive import (
+    BOOT,
+    EC2,
+    META,
+    heat_user_data,
+    make_iso,
+    make_vfat,
+)
 
 
 def fuzz(examples: int) -> settings:

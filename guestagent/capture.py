@@ -21,6 +21,7 @@ import select
 import struct
 import termios
 import threading
+from collections import deque
 from pathlib import Path
 
 from guestagent import fstrust
@@ -51,7 +52,11 @@ class Capture:
         self.total = 0            # bytes the child printed
         self.kept = 0             # bytes written to the file so far
         self.head = bytearray()   # the first MEMORY bytes
-        self.tail = bytearray()   # the last `tail` bytes after the first `head`
+        self.last = bytearray()   # the last MEMORY bytes
+        # The last `tail` bytes after the first `head`, as chunks (dropping from the left is
+        # cheap); `_tail_len` is their total, which may exceed `tail` by part of one chunk.
+        self._tail: deque[bytes] = deque()
+        self._tail_len = 0
         self.error: str | None = None
         self._wake_fd = wake_fd
         self._done = threading.Event()
@@ -68,11 +73,17 @@ class Capture:
         """Wait until the file is complete (the caller has woken the pump: the child exited)."""
         self._done.wait()
 
+    def tail(self) -> bytes:
+        """The last `tail` bytes printed after the first `head` (fewer if fewer came)."""
+        data = b"".join(self._tail)
+        return data[len(data) - self.tail_size:] if len(data) > self.tail_size else data
+
     def memory_text(self) -> str:
         """The first and last MEMORY bytes printed, for when the file could not be kept."""
-        dropped = self.total - len(self.head) - min(MEMORY, len(self.tail))
-        tail = bytes(self.tail[-MEMORY:]) if dropped >= 0 else b""
-        middle = f"\n[... guestagent dropped {dropped} bytes here ...]\n".encode() \
+        dropped = self.total - len(self.head) - len(self.last)
+        tail = bytes(self.last[-dropped:]) if dropped < 0 else bytes(self.last)
+        middle = (f"\n[... guestagent dropped {dropped} bytes here; its file could not be "
+                  f"kept, the first and last {MEMORY} bytes were ...]\n").encode() \
             if dropped > 0 else b""
         return (bytes(self.head) + middle + tail).decode("utf-8", "replace")
 
@@ -109,10 +120,14 @@ class Capture:
         self.total += len(data)
         if len(self.head) < MEMORY:
             self.head += data[:MEMORY - len(self.head)]
-        if self.total > self.head_size:
-            self.tail += data[max(0, self.head_size - before):]
-            if len(self.tail) > self.tail_size:
-                del self.tail[:len(self.tail) - self.tail_size]
+        self.last += data[-MEMORY:]
+        del self.last[:max(0, len(self.last) - MEMORY)]
+        if self.total > self.head_size and self.tail_size:
+            chunk = data[max(0, self.head_size - before):]
+            self._tail.append(chunk)
+            self._tail_len += len(chunk)
+            while self._tail_len - len(self._tail[0]) >= self.tail_size:
+                self._tail_len -= len(self._tail.popleft())
         room = self.head_size + self.tail_size - self.kept
         if self.error is None and room > 0:
             self._write(data[:room])
@@ -135,8 +150,8 @@ class Capture:
         try:
             os.ftruncate(self.file_fd, head)
             os.lseek(self.file_fd, head, os.SEEK_SET)
-            view = memoryview(marker(self.total - head - len(self.tail), head, tail)
-                              + bytes(self.tail))
+            last = self.tail()
+            view = memoryview(marker(self.total - head - len(last), head, tail) + last)
             while view:
                 view = view[os.write(self.file_fd, view):]
         except OSError as exc:

@@ -314,6 +314,10 @@ def test_full_disk_during_capture_is_reported_by_process_run(small_fs):
     assert result.returncode == 0
     assert "disk full" in result.capture_errors["stdout"]
     assert os.path.getsize(small_fs / "out") == 0
+    dropped = 500000 - 2 * capture.MEMORY  # the first and last 16 KiB stay, from memory
+    assert result.stdout() == ("\0" * capture.MEMORY + f"\n[... guestagent dropped {dropped} "
+                               f"bytes here; its file could not be kept, the first and last "
+                               f"{capture.MEMORY} bytes were ...]\n" + "\0" * capture.MEMORY)
     assert result.stderr() == "bye\n"
     vfs = os.statvfs(small_fs)
     assert vfs.f_bavail * vfs.f_frsize >= 60 * 1024  # what the capture took, it gave back

@@ -337,3 +337,17 @@ def test_hook_filling_the_disk_is_still_signalled_failed(fakecloud, tmp_path, sm
     assert "Traceback" not in proc.stderr
     [body] = signals_for(fakecloud, "hog")
     assert body["deploy_status_code"] != 0 and "disk full" in body["deploy_stderr"]
+
+
+@pytest.mark.xfail(strict=True, reason="the runner must fail the deployment with "
+                                       "signals.fit_problem before recording it (lead)")
+def test_outputs_too_large_for_heat_fail_the_journal_too(fakecloud, tmp_path):
+    script = ("#!/bin/sh\nhead -c 700000 /dev/zero | tr '\\0' a > \"$heat_outputs_path.one\"\n"
+              "head -c 600000 /dev/zero | tr '\\0' b > \"$heat_outputs_path.two\"\n")
+    dep = deployment(fakecloud, "twoout", script, outputs=["one", "two"])
+    fakecloud.set_metadata({"deployments": [dep]})
+    state = tmp_path / "state"
+    proc = once(fakecloud, state)
+    journal = json.loads((state / "deployments" / dep["id"] / "journal.json").read_text())
+    assert journal["status_code"] != 0 and "output 'one'" in (journal["error"] or "")
+    assert proc.returncode == 1

@@ -233,6 +233,10 @@ class StateDir:
         """Create the layout; UntrustedPath when the state directory (or a directory in it) is
         another user's, writable by others, or a symbolic link."""
         try:
+            st = os.lstat(self.root)
+            if stat.S_ISLNK(st.st_mode) and st.st_uid in fstrust.trusted_owners():
+                # An operator's link to the real directory: judged (and used) by its target.
+                self.root = Path(os.path.realpath(self.root))
             fstrust.check_trusted(self.root, what="state directory")
         except FileNotFoundError:
             pass  # created below, ours

@@ -351,3 +351,16 @@ def test_outputs_too_large_for_heat_fail_the_journal_too(fakecloud, tmp_path):
     journal = json.loads((state / "deployments" / dep["id"] / "journal.json").read_text())
     assert journal["status_code"] != 0 and "output 'one'" in (journal["error"] or "")
     assert proc.returncode == 1
+
+
+def test_state_dir_through_a_link_is_followed_only_when_the_link_is_trusted(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    ours = tmp_path / "ours"
+    ours.symlink_to(real)
+    assert StateDir(ours).ensure().root == real.resolve()
+    planted = tmp_path / "planted"
+    planted.symlink_to(real)
+    os.lchown(planted, OTHER_UID, OTHER_UID)
+    with pytest.raises(UntrustedPath, match=f"state directory {planted}: a symbolic link"):
+        StateDir(planted).ensure()

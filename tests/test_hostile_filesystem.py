@@ -141,6 +141,21 @@ def test_symlink_at_capture_file_is_not_written_through(fakecloud, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_links_at_journal_and_response_are_replaced_not_followed(fakecloud, tmp_path):
+    state, victim = tmp_path / "state", tmp_path / "victim"
+    victim.write_text("keep me")
+    dep = deployment(fakecloud, "linked", "#!/bin/sh\necho ran\n")
+    fakecloud.set_metadata({"deployments": [dep]})
+    ddir = state / "deployments" / dep["id"]
+    ddir.mkdir(parents=True)
+    for name in ("journal.json", "response.json", "deployment.json"):
+        (ddir / name).symlink_to(victim)
+    once(fakecloud, state)
+    assert victim.read_text() == "keep me"
+    assert not (ddir / "journal.json").is_symlink()
+    assert json.loads((ddir / "journal.json").read_text())["state"] == "signalled"
+
+
 def test_symlinked_deployment_dir_is_refused_not_chmodded(tmp_path):
     state, elsewhere = StateDir(tmp_path / "state").ensure(), tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o755)

@@ -91,9 +91,12 @@ def load(config_file: str | None = None, cli: Mapping[str, Any] | None = None,
     """Read the old INI and the YAML file, keep the command line; validate what is there."""
     base: dict[str, Any] = {}
     if old_config and Path(old_config).is_file():
+        _check_owner(Path(old_config), "config file")
         _merge(base, _read_ini(Path(old_config)))
     path = Path(config_file or DEFAULT_CONFIG)
     if path.exists():  # /dev/null says "no file" explicitly
+        if path.is_file():
+            _check_owner(path, "config file")
         _merge(base, _read_yaml(path))
     elif config_file:
         raise ConfigError(f"config file {config_file} does not exist")
@@ -101,7 +104,21 @@ def load(config_file: str | None = None, cli: Mapping[str, Any] | None = None,
     _check_cli_paths(loaded.checked_cli)
     settings = loaded.settings()  # validate now, so a bad file fails at start
     _check_state_dir(settings.state_dir, "state_dir" in loaded.checked_cli)
+    for directory in settings.hooks_dirs:
+        if directory.is_dir():  # a hook found there runs as root
+            _check_owner(directory, "hooks directory")
     return loaded
+
+
+def _check_owner(path: Path, what: str) -> None:
+    """UntrustedPath (a ConfigError: exit 2) when another user owns `path` or may write it; a
+    symbolic link is judged by what it points to."""
+    from guestagent import fstrust
+
+    try:
+        fstrust.check_trusted(path, path.stat(), what=what)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from exc
 
 
 @dataclass

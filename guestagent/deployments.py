@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from guestagent.errors import InvalidDeployment
@@ -18,6 +20,15 @@ from guestagent.errors import InvalidDeployment
 # Groups whose config is data for the template tree, not something a hook runs.
 DATA_GROUPS = frozenset({"os-apply-config", "Heat::Ungrouped"})
 ACTIONS = frozenset({"CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME"})
+
+# Limits checked up front so one oversized deployment fails alone, with a message, instead of
+# raising out of planning or a hook. Heat's ids are UUIDs (36 characters).
+MAX_ID = 255            # characters of id, name and group (a group names a hook file)
+MAX_INPUT_NAME = 255    # characters of an input name (an environment variable name)
+MAX_OUTPUT_NAME = 128   # UTF-8 bytes: `<outputs dir>/<id key>.<name>` must fit NAME_MAX (255)
+MAX_VALUE = 1024 * 1024         # bytes of one input value, as JSON text (strings as UTF-8)
+MAX_INPUTS_TOTAL = 4 * 1024 * 1024  # bytes of all input values of one deployment together
+NAME_MAX = 255          # bytes of one path component (Linux)
 
 
 @dataclass(frozen=True)
@@ -37,8 +48,10 @@ class Deployment:
 
     @property
     def label(self) -> str:
-        """How logs and errors name it: `name (id)`."""
-        return f"{self.name} ({self.id})" if self.name and self.name != self.id else self.id
+        """How logs and errors name it: `name (id)` (lone surrogates escaped, so the text can
+        always be written as UTF-8)."""
+        return writable(f"{self.name} ({self.id})" if self.name and self.name != self.id
+                        else self.id)
 
     def input_values(self) -> dict[str, Any]:
         """Inputs by name: `value`, else `default`, else None."""
@@ -123,6 +136,9 @@ def _validate(item: Any, index: int) -> None:
                                 f"must be a JSON object, not {type(item).__name__}")
     label = item.get("name") or item.get("id") or f"deployments[{index}]"
     label = f"{label} ({item['id']})" if item.get("name") and item.get("id") else str(label)
+    if len(label) > 120:  # an overlong id or name is named, not repeated whole
+        label = f"{label[:60]}...({len(label)} characters)"
+    label = writable(label)
 
     def bad(fld: str, why: str) -> InvalidDeployment:
         return InvalidDeployment(label, fld, why)
@@ -131,6 +147,12 @@ def _validate(item: Any, index: int) -> None:
         raise bad("id", "missing or not a non-empty string")
     if not isinstance(item.get("group"), str) or not item["group"].strip():
         raise bad("group", "missing or not a non-empty string")
+    for fld in ("id", "name", "group"):
+        if isinstance(item.get(fld), str) and len(item[fld]) > MAX_ID:
+            raise bad(fld, f"{len(item[fld])} characters long; at most {MAX_ID} allowed")
+    for fld, value in item.items():
+        if fld not in ("inputs", "outputs"):
+            _check_text(bad, str(fld), value)
     if "config" not in item:
         raise bad("config", "missing")
     if item.get("options") is not None and not isinstance(item["options"], dict):
@@ -145,16 +167,85 @@ def _validate(item: Any, index: int) -> None:
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
                     or not entry["name"]:
                 raise bad(f"{list_name}[{pos}].name", "missing or not a string")
+            where = f"{list_name}[{pos}]"
+            _check_text(bad, where, entry)
             if "=" in entry["name"] or "\0" in entry["name"]:
-                raise bad(f"{list_name}[{pos}].name", "may not contain '=' or NUL")
-            if list_name == "outputs" and ("/" in entry["name"] or entry["name"] in (".", "..")):
-                raise bad(f"outputs[{pos}].name", "may not contain '/' (it names a file)")
+                raise bad(f"{where}.name", "may not contain '=' or NUL")
+            if list_name == "outputs":
+                _check_output_name(bad, where, entry["name"])
+            elif len(entry["name"]) > MAX_INPUT_NAME:
+                raise bad(f"{where}.name", f"{len(entry['name'])} characters long; at most "
+                                           f"{MAX_INPUT_NAME} allowed")
+    total = 0
+    for pos, entry in enumerate(item.get("inputs") or ()):
+        for part in ("value", "default"):
+            if part in entry:
+                size = _json_size(entry[part])
+                total += size
+                if size > MAX_VALUE:
+                    raise bad(f"inputs[{pos}].{part}", f"input {entry['name']!r} is {size} bytes; "
+                                                       f"at most {MAX_VALUE} allowed")
+    if total > MAX_INPUTS_TOTAL:
+        raise bad("inputs", f"{total} bytes of values together; at most {MAX_INPUTS_TOTAL} "
+                            "allowed")
     action = None
     for entry in item.get("inputs") or ():
         if entry.get("name") == "deploy_action":
             action = entry.get("value")
     if action is not None and action not in ACTIONS:
         raise bad("inputs.deploy_action", f"unknown action {action!r}")
+
+
+def writable(text: str) -> str:
+    """`text` with lone surrogates spelled as escapes: safe to log, store and signal."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _json_size(value: Any) -> int:
+    # Strings reach hooks as they are, the rest as JSON text (process.env_value).
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_text(bad, where: str, value: Any) -> None:
+    """InvalidDeployment when `value` holds a lone surrogate (it cannot be written as UTF-8,
+    so no file, environment or signal could carry it); `where` names the field."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad_text = exc.object[exc.start:exc.end].encode("unicode_escape").decode()
+        raise bad(where, f"holds {bad_text}, a lone surrogate, which is not text") from None
+    except (TypeError, ValueError) as exc:  # not JSON-shaped (a caller built it by hand)
+        raise bad(where, f"not a JSON value ({exc})") from None
+
+
+def _check_output_name(bad, where: str, name: str) -> None:
+    # An output is read from the file `<outputs dir>/<id key>.<name>`: one path component.
+    if "/" in name or name in (".", ".."):
+        raise bad(f"{where}.name", "may not contain '/' (it names a file)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise bad(f"{where}.name", "may not contain control characters (it names a file)")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_OUTPUT_NAME:
+        raise bad(f"{where}.name", f"{size} bytes long; at most {MAX_OUTPUT_NAME} allowed "
+                                   "(it names a file)")
+
+
+def already_deployed(deployed_dir: Path, dep_id: str) -> bool:
+    """Whether an old heat-config agent left its marker `<deployed_dir>/<id>.json` for
+    `dep_id`. An id that cannot be one file name there (a '/', a leading dot, too long for
+    NAME_MAX, not UTF-8) never had a marker; a directory that cannot be read has none."""
+    name = f"{dep_id}.json"
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    if "/" in dep_id or "\0" in dep_id or dep_id.startswith(".") or len(encoded) > NAME_MAX:
+        return False
+    try:
+        return os.path.isfile(Path(deployed_dir) / name)
+    except (OSError, ValueError):
+        return False
 
 
 def resolve_component(dep: Deployment) -> Deployment | None:

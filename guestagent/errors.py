@@ -68,6 +68,17 @@ class IllegalMove(GuestAgentError):
         self.key, self.state, self.move = key, state, move
 
 
+class UntrustedPath(ConfigError, StateError):
+    """A file or directory the agent must not act on: another user owns it or may write it,
+    or it is a symbolic link, FIFO or device where a regular file belongs. A configuration
+    error at start (exit 2), a state error while running."""
+
+    def __init__(self, path: object, reason: str, what: str = "path"):
+        super().__init__(f"{what} {path}: {reason}; refused")
+        self.path = str(path)
+        self.reason = reason
+
+
 class KeystoneError(SourceUnavailable):
     """Login or catalog lookup failed; `transient` is False when credentials were refused."""
 

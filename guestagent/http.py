@@ -13,7 +13,6 @@ instead: proxy rules (no_proxy, CONNECT tunnels, proxy credentials) are its trad
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import select
@@ -61,8 +60,10 @@ class Reply:
         return self.content.decode(_charset(self.headers.get("Content-Type")), "replace")
 
     def json(self) -> Any:
-        """The body as JSON; ValueError when it is not."""
-        return json.loads(self.content)
+        """The body as JSON, depth- and size-bounded (jsondoc); ValueError when it is not."""
+        from guestagent import jsondoc
+
+        return jsondoc.loads(self.content)
 
 
 def request(method: str, url: str, *, headers: Mapping[str, str] | None = None,

@@ -126,6 +126,8 @@ class Journal:
             self.corrupt = {}
             base = self.statedir.root / "deployments"
             for child in sorted(base.iterdir()) if base.is_dir() else []:
+                if (child / "journal.json").is_symlink():
+                    continue  # planted, not ours: never read through it; the next move replaces it
                 try:
                     data = read_json(child / "journal.json")
                 except StateError as exc:

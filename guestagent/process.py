@@ -1,15 +1,16 @@
 """The one place that starts child processes.
 
 Every child runs in its own process group with a timeout after which the
-whole group is killed. Its stdout and stderr go to files, never pipes, so
-memory stays bounded whatever it prints, the full text stays on disk, and
-a grandchild left running in the background cannot hang the agent by
-holding a pipe open. Secrets travel in the environment or on stdin, never
-on argv.
+whole group is killed. Its stdout and stderr go through guestagent.capture
+into files capped on disk (the first and last MiB kept, the cut said), so
+memory and disk stay bounded whatever it prints, and a grandchild left
+running in the background cannot hang the agent by holding its output open.
+Secrets travel in the environment or on stdin, never on argv.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -17,14 +18,18 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from guestagent import capture
+from guestagent.errors import HookFailed
+
 # How long a group gets between SIGTERM and SIGKILL.
 KILL_GRACE = 5.0
-# Default cap on what is read back from a capture file into memory.
-READ_LIMIT = 1024 * 1024
+# Default cap on what is read back from a capture file into memory: a whole capped capture
+# (head, marker, tail), so the text is cut at most once, when it is captured.
+READ_LIMIT = capture.HEAD + capture.TAIL + 4096
 
 _running: set[int] = set()
 _running_lock = threading.Lock()
@@ -40,6 +45,12 @@ class ProcessResult:
     stdout_path: Path
     stderr_path: Path
     duration: float
+    # Per stream ("stdout", "stderr"): why its file could not be kept (disk full), and the
+    # first and last few KiB printed, held in memory instead.
+    capture_errors: dict[str, str] = field(default_factory=dict)
+    # Bytes each stream printed in all (its file may keep less: see guestagent.capture).
+    printed: dict[str, int] = field(default_factory=dict)
+    _in_memory: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def status_code(self) -> int:
@@ -51,9 +62,13 @@ class ProcessResult:
         return self.returncode
 
     def stdout(self, limit: int = READ_LIMIT) -> str:
+        if "stdout" in self._in_memory:
+            return self._in_memory["stdout"]
         return read_capped(self.stdout_path, limit)
 
     def stderr(self, limit: int = READ_LIMIT) -> str:
+        if "stderr" in self._in_memory:
+            return self._in_memory["stderr"]
         return read_capped(self.stderr_path, limit)
 
 
@@ -97,16 +112,31 @@ def child_env(base: Mapping[str, str] | None = None, extra: Mapping[str, Any] | 
 def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
         stdin: bytes | None = None, env: Mapping[str, str] | None = None,
         cwd: Path | None = None, timeout: float = 3600.0,
+        stdout_keep: tuple[int, int] = (capture.HEAD, capture.TAIL),
         on_spawn: Callable[[int], None] | None = None) -> ProcessResult:
-    """Run `argv` to completion or timeout; output goes to the two paths (0600, truncated).
+    """Run `argv` to completion or timeout; output goes to the two paths (0600, truncated),
+    each capped on disk (guestagent.capture); `stdout_keep` is how many bytes of its head and
+    tail stdout keeps (a reply read whole, as JSON, keeps a long head and no tail).
     `on_spawn(pid)` is called once the child (the leader of its own group) exists."""
     argv = [str(a) for a in argv]
     start = time.monotonic()
-    with _open_capture(stdout_path) as out, _open_capture(stderr_path) as err:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=out, stderr=err, env=dict(env) if env is not None else None,
-            cwd=str(cwd) if cwd else None, start_new_session=True, close_fds=True)
+    wake_r, wake_w = os.pipe()  # written once the child has exited: the captures finish
+    streams: list[capture.Capture] = []
+    try:
+        streams.append(capture.Capture(Path(stdout_path), wake_r, *stdout_keep))
+        streams.append(capture.Capture(Path(stderr_path), wake_r))
+        proc = _popen(argv, stdin, streams, env, cwd)
+    except BaseException:
+        for stream in streams:
+            os.close(stream.file_fd)
+            os.close(stream.read_fd)
+            if stream.write_fd >= 0:
+                os.close(stream.write_fd)
+        os.close(wake_r)
+        os.close(wake_w)
+        raise
+    for stream in streams:
+        stream.start()
     with _running_lock:
         _running.add(proc.pid)
     timed_out = False
@@ -125,8 +155,36 @@ def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
             _running.discard(proc.pid)
         if proc.returncode is None:  # interrupted (KeyboardInterrupt, agent stopping)
             _kill_group(proc)
+        os.write(wake_w, b"x")
+        for stream in streams:
+            stream.finish()
+        os.close(wake_r)
+        os.close(wake_w)
+    names = ("stdout", "stderr")
     return ProcessResult(argv, proc.returncode, timed_out, Path(stdout_path),
-                         Path(stderr_path), time.monotonic() - start)
+                         Path(stderr_path), time.monotonic() - start,
+                         capture_errors={n: s.error for n, s in zip(names, streams) if s.error},
+                         printed={n: s.total for n, s in zip(names, streams)},
+                         _in_memory={n: s.memory_text() for n, s in zip(names, streams)
+                                     if s.error})
+
+
+def _popen(argv: list[str], stdin: bytes | None, streams: list[capture.Capture],
+           env: Mapping[str, str] | None, cwd: Path | None) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(
+            argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=streams[0].write_fd, stderr=streams[1].write_fd,
+            env=dict(env) if env is not None else None,
+            cwd=str(cwd) if cwd else None, start_new_session=True, close_fds=True)
+    except OSError as exc:
+        if exc.errno == errno.E2BIG:  # one environment value over 128 KiB, or all over the limit
+            sizes = sorted(((len(k) + len(v), k) for k, v in (env or {}).items()), reverse=True)
+            biggest = ", ".join(f"{k} ({n} bytes)" for n, k in sizes[:3])
+            raise HookFailed(f"cannot start {argv[0]}: its environment is too large for the "
+                             f"kernel (largest: {biggest}); Linux allows 131072 bytes per "
+                             "variable") from None
+        raise
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> None:
@@ -155,11 +213,6 @@ def terminate_all(grace: float = KILL_GRACE) -> None:
         while time.monotonic() < deadline and _group_alive(pid):
             time.sleep(0.05)
         _signal_group(pid, signal.SIGKILL)
-
-
-def _open_capture(path: Path):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return os.fdopen(fd, "wb")
 
 
 def _feed(proc: subprocess.Popen, data: bytes) -> None:

@@ -13,10 +13,11 @@ import logging
 import threading
 from typing import Callable
 
-from guestagent import deployments, hooks, logs, process
+from guestagent import deployments, hooks, logs, process, signals
 from guestagent.config import Settings
 from guestagent.deployments import Deployment
-from guestagent.errors import GuestAgentError, HookNotFound, InvalidDeployment, StateError
+from guestagent.errors import (GuestAgentError, HookNotFound, InvalidDeployment, SignalFailed,
+                               StateError, UntrustedPath)
 from guestagent.hooks.base import HookContext, HookResult
 from guestagent.journal import RECEIVED, RUNNING, Journal, JournalEntry
 from guestagent.outbox import SECRET_INPUTS, Outbox
@@ -54,7 +55,8 @@ class DeploymentRunner:
             for name in SECRET_INPUTS:
                 logs.register_secret(dep.input_values().get(name))
         plan = deployments.plan(parsed, self.journal.entries(),
-                                lambda dep_id: _already_deployed(settings, dep_id))
+                                lambda dep_id: deployments.already_deployed(
+                                    settings.deployed_dir, dep_id))
         for dep in plan.to_run:
             if self.stop_event.is_set():
                 break
@@ -69,6 +71,8 @@ class DeploymentRunner:
                 continue
             try:
                 self.execute(dep, settings, result)
+            except UntrustedPath as exc:
+                self._contain(dep, result, exc)  # a planted path fails this deployment only
             except StateError:
                 raise  # the disk, not the deployment: nothing further can be recorded
             except Exception as exc:  # one deployment's bug must not stop the others
@@ -107,10 +111,20 @@ class DeploymentRunner:
                 log.info("deployment %s: interrupted by shutdown, will run again", dep.label)
                 return
         result.ran.append(dep.key)
-        self.statedir.save_response(dep.key, outcome.response())
+        where = str(self.statedir.deployment_dir(dep.key) / "response.json")
+        problem = signals.fit_problem(outcome.response(), where)
+        if problem:  # Heat would refuse the body: fail it here, not silently there
+            outcome = HookResult.failure(f"deployment {dep.label}: {problem}",
+                                         stdout=outcome.stdout, stderr=outcome.stderr)
         error = _last_line(outcome.stderr, f"exit status {outcome.status_code}") \
             if outcome.status_code else None
-        entry = self.journal.finish(entry, outcome.status_code, error, self.clock())
+        try:
+            self.statedir.save_response(dep.key, outcome.response())
+            entry = self.journal.finish(entry, outcome.status_code, error, self.clock())
+        except StateError as exc:
+            if out_of_space(exc):
+                _signal_unrecorded(dep, outcome, exc)
+            raise
         elapsed = (entry.finished_at - entry.started_at) if entry.started_at else 0.0
         if outcome.status_code:
             result.failed.append(dep.key)
@@ -224,11 +238,20 @@ class DeploymentRunner:
         self.statedir.forget_secrets(entry.key)
 
 
-def _already_deployed(settings: Settings, dep_id: str) -> bool:
-    # An old heat-config agent's marker: the id counts as done.
-    if "/" in dep_id or dep_id.startswith("."):
-        return False
-    return (settings.deployed_dir / f"{dep_id}.json").exists()
+def _signal_unrecorded(dep: Deployment, outcome: HookResult, exc: StateError) -> None:
+    """The disk is full and the result cannot be recorded: tell Heat it failed, from memory,
+    so the stack does not hang; the deployment runs again once there is room."""
+    failed = HookResult.failure(f"deployment {dep.label}: its result could not be recorded "
+                                f"({exc}); it runs again when there is room",
+                                stdout=outcome.stdout, stderr=outcome.stderr)
+    try:
+        target = signals.target_for(dep.input_values())
+        signals.send(target, signals.trim(failed.response(), "(not recorded: disk full)"))
+    except SignalFailed as again:
+        log.error("deployment %s: the disk is full and the failure could not be signalled "
+                  "either: %s", dep.label, again)
+    else:
+        log.error("deployment %s: disk full: signalled as failed from memory", dep.label)
 
 
 def _unit_actions(dep: Deployment, outcome: HookResult) -> HookResult:

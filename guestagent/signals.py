@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -96,38 +97,77 @@ def target_for(inputs: Mapping[str, Any]) -> Target:
 
 
 def trim(response: Mapping[str, Any], where: str = "", limit: int = MAX_BODY) -> bytes:
-    """The JSON body for `response`, cutting the middle of long texts so it fits `limit` bytes.
+    """The JSON body for `response`, cutting the middle of deploy_stdout and deploy_stderr so
+    it fits `limit` bytes.
 
-    deploy_stdout and deploy_stderr are cut first (head and tail kept, the cut marked with
-    where the full text is, `where`); string outputs only when they alone are too large.
+    Each text is cut at most once; its one marker says exactly how many characters were cut
+    (and how many bytes the capture had already dropped, when its own marker fell inside the
+    cut) and names `where` (the file holding the full reply). Outputs are never cut: when
+    they alone are too large (see `fit_problem`) the body is a failure naming them.
     """
     body = _dump(response)
     if len(body) <= limit:
         return body
-    texts = [k for k in ("deploy_stdout", "deploy_stderr") if isinstance(response.get(k), str)]
-    reply = _fill(response, texts, limit, where)
+    problem = fit_problem(response, where, limit)
+    reply = None if problem else _fill(response, _texts(response), limit, where)
     if reply is None:
-        strings = texts + [k for k, v in response.items() if isinstance(v, str) and k not in texts]
-        reply = _fill(response, strings, limit, where)
-    if reply is None:
-        # What cannot be cut (numbers, lists) is too large alone: fail rather than send what
-        # Heat refuses with 413.
+        # What cannot be cut is too large alone: fail rather than send what Heat refuses (413).
+        problem = problem or (f"reply too large to signal ({len(body)} bytes > {limit}); "
+                              f"full reply in {where or 'the agent state'}")
         return _dump({"deploy_stdout": "", "deploy_status_code": 1,
-                      "deploy_stderr": f"guestagent: reply too large to signal ({len(body)} "
-                                       f"bytes > {limit}); full reply in {where}"})
+                      "deploy_stderr": f"guestagent: {problem}"})
     return _dump(reply)
 
 
-# Room kept for the cut marker in each trimmed text.
-_MARKER_ROOM = 160
+def fit_problem(response: Mapping[str, Any], where: str = "", limit: int = MAX_BODY
+                ) -> str | None:
+    """None when `trim` can make `response` fit `limit` by cutting deploy_stdout/stderr; else
+    one line naming the largest outputs and their sizes, for failing the deployment before
+    its result is recorded as a success."""
+    texts = _texts(response)
+    fixed = len(_dump({**response, **{k: "" for k in texts}}))
+    needed = fixed + (_marker_room(where) + _MIN_SHARE) * len(texts)
+    if needed <= limit:
+        return None
+    sizes = sorted(((len(_dump(v)), k) for k, v in response.items() if k not in _TEXT_KEYS),
+                   reverse=True)
+    named = ", ".join(f"output {k!r} is {n} bytes" for n, k in sizes[:3] if n > 64) \
+        or "its fields are"
+    return (f"reply too large to signal: {named} (as JSON); the signal needs at least {needed} "
+            f"bytes, more than Heat accepts ({limit}, its max_json_body_size); full reply in "
+            f"{where or 'the agent state'}")
+
+
+_TEXT_KEYS = ("deploy_stdout", "deploy_stderr", "deploy_status_code")
+# Bytes each cut text keeps at least (its head and tail), so a cut text still says something.
+_MIN_SHARE = 1024
+# The line guestagent.capture puts where a long capture dropped bytes.
+_CAPTURE_MARK = re.compile(r"\n\[\.\.\. guestagent dropped (\d+) bytes here;[^\]\n]*\]\n")
+
+
+def _texts(response: Mapping[str, Any]) -> list[str]:
+    return [k for k in ("deploy_stdout", "deploy_stderr") if isinstance(response.get(k), str)]
+
+
+def _marker(cut: int, where: str, dropped: int = 0) -> str:
+    where = where or "the agent state"
+    if dropped:
+        return (f"\n[... guestagent cut {cut} characters here to fit the signal, where the "
+                f"capture had already dropped {dropped} bytes; what was kept is in {where} ...]\n")
+    return f"\n[... guestagent cut {cut} characters here to fit the signal; full text in {where} ...]\n"
+
+
+def _marker_room(where: str) -> int:
+    # The longest marker `where` can give (numbers of 15 digits), as JSON bytes.
+    return _text_bytes(_marker(10 ** 15, where, 10 ** 15))
 
 
 def _fill(response: Mapping[str, Any], keys: list, limit: int, where: str) -> dict | None:
     """Share the bytes left under `limit` among `keys` (smallest first), cutting the rest."""
     reply = dict(response)
     fixed = len(_dump({**reply, **{k: "" for k in keys}}))
-    budget = limit - fixed - _MARKER_ROOM * len(keys)
-    if budget < 1024 * len(keys):
+    budget = limit - fixed - _marker_room(where) * len(keys)
+    if budget < _MIN_SHARE * len(keys):
         return None
     sizes = {k: _text_bytes(reply[k]) for k in keys}
     pending = sorted(keys, key=sizes.get)
@@ -141,7 +181,7 @@ def _fill(response: Mapping[str, Any], keys: list, limit: int, where: str) -> di
 
 
 def _dump(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def _text_bytes(text: str) -> int:
@@ -149,17 +189,30 @@ def _text_bytes(text: str) -> int:
 
 
 def _cut(text: str, max_bytes: int, where: str) -> str:
-    """Keep the head and tail of `text` so its JSON encoding (without marker) fits `max_bytes`."""
+    """Keep the head and tail of `text` so its JSON encoding (without marker) fits `max_bytes`;
+    one marker stands for everything between, a capture's own marker included."""
     chars = min(len(text), max_bytes)
     while True:
-        head, tail = text[: chars // 2], text[len(text) - (chars - chars // 2):] if chars else ""
-        used = _text_bytes(head) + _text_bytes(tail)
+        start, end = _widen(text, chars // 2, len(text) - (chars - chars // 2) if chars else len(text))
+        used = _text_bytes(text[:start]) + _text_bytes(text[end:])
         if used <= max_bytes or chars == 0:
             break
         chars = int(chars * max_bytes / used * 0.98)
-    cut = len(text) - len(head) - len(tail)
-    return (head + f"\n[... guestagent cut {cut} characters here; full text in "
-            f"{where or 'the agent state'} ...]\n" + tail)
+    removed = text[start:end]
+    marks = list(_CAPTURE_MARK.finditer(removed))
+    dropped = sum(int(m.group(1)) for m in marks)
+    cut = len(removed) - sum(len(m.group(0)) for m in marks)
+    return text[:start] + _marker(cut, where, dropped) + text[end:]
+
+
+def _widen(text: str, start: int, end: int) -> tuple[int, int]:
+    """[start, end) grown so no capture marker is split by it (a marker is cut whole or kept)."""
+    for mark in _CAPTURE_MARK.finditer(text):
+        if mark.start() < start < mark.end():
+            start = mark.start()
+        if mark.start() < end < mark.end():
+            end = mark.end()
+    return start, max(start, end)
 
 
 def send(target: Target, body: bytes) -> None:

@@ -22,12 +22,14 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from guestagent.errors import StateError
+from guestagent import fstrust
+from guestagent.errors import StateError, UntrustedPath
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -53,32 +55,62 @@ def safe_component(name: str) -> str:
 
 
 def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
-    """Create `path` and any missing parents with `mode`; tighten `path` if it exists looser."""
+    """Create `path` and any missing parents with `mode`; tighten `path` if it exists looser.
+
+    `path` (and each directory created) must be a real directory owned by root or by us: a
+    symbolic link, a file, or another user's directory there is refused (UntrustedPath), never
+    followed or chmod-ed. Its mode is set through a no-follow descriptor.
+    """
     path = Path(path)
     try:
         missing = []
         probe = path
-        while not probe.exists():
+        while not os.path.lexists(probe):  # a dangling symlink exists: it is refused below
             missing.append(probe)
             probe = probe.parent
         for directory in reversed(missing):
             try:
                 directory.mkdir(mode=mode)
             except FileExistsError:
-                pass  # created meanwhile by another process
-            os.chmod(directory, mode)  # mkdir's mode is filtered by the umask
-        if path.stat().st_mode & 0o777 != mode:
-            os.chmod(path, mode)
+                pass  # created meanwhile by another process: checked like any other
+            _own_directory(directory, mode, force=True)  # mkdir's mode is filtered by the umask
+        if not missing:
+            _own_directory(path, mode)
+    except UntrustedPath:
+        raise
     except OSError as exc:
         raise StateError(f"cannot create directory {path}: {exc.strerror}") from exc
     return path
+
+
+def _own_directory(path: Path, mode: int, force: bool = False) -> None:
+    """Check `path` is a directory of ours (not through a symlink) and give it `mode`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            kind = "a symbolic link" if os.path.islink(path) else "not a directory"
+            raise UntrustedPath(path, f"is {kind}; a directory of ours belongs there",
+                                "directory") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if st.st_uid not in fstrust.trusted_owners():
+            raise UntrustedPath(path, f"owned by uid {st.st_uid}, not by root or uid "
+                                      f"{os.geteuid()}", "directory")
+        if force or stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE, *, fsync: bool = True,
                  fsync_dir: bool = True) -> None:
     """Write `data` to `path` atomically: temp file, fsync, rename, fsync dir.
 
-    A reader (or a crash) sees the old content or the new, never a mix. `fsync_dir=False`
+    A reader (or a crash) sees the old content or the new, never a mix. A symbolic link at
+    `path` is replaced, never written through (the temp file is created exclusively and
+    renamed over it). `fsync_dir=False`
     when a write that follows in the same directory syncs it anyway; `fsync=False` (no
     syncing at all) for scratch files that are rewritten whenever they are needed.
     """
@@ -158,6 +190,18 @@ class StateDir:
 
     # -- layout ---------------------------------------------------------
     def ensure(self) -> "StateDir":
+        """Create the layout; UntrustedPath when the state directory (or a directory in it) is
+        another user's, writable by others, or a symbolic link."""
+        try:
+            st = os.lstat(self.root)
+            if stat.S_ISLNK(st.st_mode) and st.st_uid in fstrust.trusted_owners():
+                # An operator's link to the real directory: judged (and used) by its target.
+                self.root = Path(os.path.realpath(self.root))
+            fstrust.check_trusted(self.root, what="state directory")
+        except FileNotFoundError:
+            pass  # created below, ours
+        except OSError as exc:
+            raise StateError(f"state directory {self.root}: {exc.strerror}") from exc
         ensure_dir(self.root)
         ensure_dir(self.root / "sources")
         ensure_dir(self.root / "deployments")
@@ -170,7 +214,13 @@ class StateDir:
     # -- single instance ------------------------------------------------
     def lock(self) -> None:
         """Take the agent lock, or raise StateError naming who holds it."""
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fd = fstrust.open_for_writing(self.root / "lock", FILE_MODE, truncate=False,
+                                          readable=True)
+        except UntrustedPath:
+            raise
+        except OSError as exc:
+            raise StateError(f"cannot open {self.root / 'lock'}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,8 +17,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
-
-from guestagent import http
+from guestagent import http, jsondoc
 from guestagent.collectors.base import Collected, Collector
 from guestagent.collectors.openstack import verify_option
 from guestagent.collectors.replies import MAX_BODY, describe
@@ -82,9 +80,10 @@ class Cfn(Collector):
 
     def _select(self, text: str, resource: str, sub_keys: list[str]) -> dict:
         try:
-            value = json.loads(text)
-        except ValueError:
-            raise SourceUnavailable(self.name, f"{resource}.Metadata is not valid JSON") from None
+            value = jsondoc.loads(text, max_bytes=MAX_BODY)
+        except jsondoc.DocumentError as exc:
+            raise SourceUnavailable(self.name,
+                                    f"{resource}.Metadata is not valid JSON: {exc}") from None
         for depth, key in enumerate(sub_keys):
             if not isinstance(value, dict) or key not in value:
                 walked = ".".join([resource, "Metadata"] + sub_keys[:depth + 1])

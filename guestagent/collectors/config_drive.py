@@ -12,16 +12,17 @@ A drive does not change while the instance runs, so it is read once per collecto
 from __future__ import annotations
 
 import email
-import gzip
+import email.errors
 import io
-import json
 import os
+import struct
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guestagent import process
-from guestagent.collectors.base import Collected, Collector, NOT_MODIFIED
+from guestagent import jsondoc, process
+from guestagent.collectors.base import NOT_MODIFIED, Collected, Collector
 from guestagent.errors import SourceNotConfigured, SourceUnavailable
 
 LABELS = ("config-2", "CONFIG-2")
@@ -30,7 +31,15 @@ USER_DATA = "openstack/latest/user_data"
 EC2_META_DATA = "ec2/latest/meta-data.json"
 BOOT_METADATA_FILE = "/var/lib/heat-cfntools/cfn-init-data"
 MAX_FILE = 16 * 1024 * 1024
+# Compressed user_data may expand this far, no further (a small image can hold a gzip bomb).
+MAX_USER_DATA = 16 * 1024 * 1024
+# MIME parts looked at in user_data (Heat writes about five).
+MAX_PARTS = 1000
 TOOL_TIMEOUT = 30.0
+# What pycdlib may raise on a damaged image besides its own exception: it parses structures
+# on trust (offsets, lengths, counts), so any of these can come out of a corrupted drive.
+_IMAGE_ERRORS = (OSError, ValueError, LookupError, TypeError, AttributeError, ArithmeticError,
+                 struct.error, UnicodeError, RecursionError, EOFError, AssertionError)
 
 
 def find_device(explicit: str | None = None) -> Path | None:
@@ -81,11 +90,17 @@ class Drive:
                     return out.getvalue()
                 finally:
                     iso.close()
+        except SourceUnavailable:
+            raise
         except OSError as exc:
-            raise SourceUnavailable("config_drive", f"{self.device}: {exc.strerror}") from exc
-        except PyCdlibException as exc:
+            if exc.strerror:
+                raise SourceUnavailable("config_drive", f"{self.device}: {exc.strerror}") from exc
             raise SourceUnavailable("config_drive", f"{self.device}: not a readable ISO 9660 "
                                                     f"image ({exc})") from exc
+        except (PyCdlibException,) + _IMAGE_ERRORS as exc:
+            raise SourceUnavailable("config_drive", f"{self.device}: not a readable ISO 9660 "
+                                                    f"image ({type(exc).__name__}: "
+                                                    f"{str(exc)[:200]})") from exc
 
     def _read_vfat(self, relpath: str) -> bytes | None:
         return _tool(["mtype", "-i", str(self.device), "::/" + relpath],
@@ -119,8 +134,10 @@ def _tool(argv: list[str], env: dict | None = None, missing_ok: bool = False) ->
     with tempfile.TemporaryDirectory(prefix="guestagent-cd-") as tmp:
         out, err = Path(tmp) / "out", Path(tmp) / "err"
         try:
+            # Keep up to MAX_FILE + 1 bytes of stdout: one more than allowed tells it is too big.
             result = process.run(argv, stdout_path=out, stderr_path=err,
-                                 env=process.child_env(extra=env), timeout=TOOL_TIMEOUT)
+                                 env=process.child_env(extra=env), timeout=TOOL_TIMEOUT,
+                                 stdout_keep=(MAX_FILE + 1, 0))
         except FileNotFoundError:
             raise SourceUnavailable("config_drive", f"{argv[0]} is not installed") from None
         if result.status_code != 0:
@@ -128,34 +145,61 @@ def _tool(argv: list[str], env: dict | None = None, missing_ok: bool = False) ->
                 return None
             raise SourceUnavailable("config_drive", f"{argv[0]} failed ({result.status_code}): "
                                                     f"{result.stderr(4096).strip()[:300]}")
-        if os.path.getsize(out) > MAX_FILE:
+        if result.printed.get("stdout", 0) > MAX_FILE or os.path.getsize(out) > MAX_FILE:
             raise SourceUnavailable("config_drive", f"{argv[-1]}: larger than {MAX_FILE} bytes")
+        if result.capture_errors:
+            raise SourceUnavailable("config_drive", "; ".join(result.capture_errors.values()))
         return out.read_bytes()
 
 
 def cfn_init_data(user_data: bytes) -> dict | None:
-    """The JSON object in the `cfn-init-data` part of Heat's MIME user_data; None if none."""
+    """The JSON object in the `cfn-init-data` part of Heat's MIME user_data; None if none.
+
+    gzip-compressed user_data is expanded up to MAX_USER_DATA bytes, no further; a MIME
+    structure the parser cannot walk (too deep, too many parts, malformed) is this source's
+    error."""
     if user_data[:2] == b"\x1f\x8b":
-        try:
-            user_data = gzip.decompress(user_data)
-        except (OSError, EOFError) as exc:
-            raise SourceUnavailable("config_drive", f"{USER_DATA}: bad gzip data ({exc})") from exc
-    message = email.message_from_bytes(user_data)
-    if not message.is_multipart():
-        return None
-    for part in message.walk():
-        # By name: Heat gives several parts (cfn-metadata-server, ...) the x-cfninitdata type.
-        if part.get_filename() == "cfn-init-data":
-            payload = part.get_payload(decode=True) or b""
-            return _json_object(payload, f"{USER_DATA} part cfn-init-data")
+        user_data = gunzip(user_data, MAX_USER_DATA, USER_DATA)
+    try:
+        message = email.message_from_bytes(user_data)
+        if not message.is_multipart():
+            return None
+        for count, part in enumerate(message.walk()):
+            if count >= MAX_PARTS:
+                raise SourceUnavailable("config_drive", f"{USER_DATA}: more than {MAX_PARTS} "
+                                                        "MIME parts")
+            # By name: Heat gives several parts (cfn-metadata-server, ...) the x-cfninitdata type.
+            if part.get_filename() == "cfn-init-data":
+                payload = part.get_payload(decode=True) or b""
+                return _json_object(payload, f"{USER_DATA} part cfn-init-data")
+    except (email.errors.MessageError, ValueError, LookupError, TypeError, AttributeError,
+            UnicodeError, RecursionError) as exc:
+        raise SourceUnavailable("config_drive", f"{USER_DATA}: not readable MIME "
+                                                f"({type(exc).__name__}: {str(exc)[:200]})"
+                                ) from None
     return None
+
+
+def gunzip(data: bytes, limit: int, what: str) -> bytes:
+    """`data` (gzip) expanded, SourceUnavailable when bad or when it expands past `limit`."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip header and trailer
+    try:
+        out = inflater.decompress(data, limit + 1)  # never more than limit + 1 bytes in memory
+    except zlib.error as exc:
+        raise SourceUnavailable("config_drive", f"{what}: bad gzip data ({exc})") from None
+    if len(out) > limit:
+        raise SourceUnavailable("config_drive", f"{what}: expands to more than {limit} bytes "
+                                                "(gzip); refused")
+    if not inflater.eof:
+        raise SourceUnavailable("config_drive", f"{what}: bad gzip data (truncated)")
+    return out
 
 
 def _json_object(data: bytes, what: str) -> dict:
     try:
-        value = json.loads(data)
-    except ValueError as exc:
-        raise SourceUnavailable("config_drive", f"{what}: not valid JSON ({exc})") from None
+        value = jsondoc.loads(data, max_bytes=MAX_FILE)
+    except jsondoc.DocumentError as exc:
+        raise SourceUnavailable("config_drive", f"{what}: not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise SourceUnavailable("config_drive", f"{what}: must hold a JSON object")
     return value

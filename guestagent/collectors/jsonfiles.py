@@ -3,14 +3,13 @@ and remembering what was read so an unchanged file costs a stat call, not a pars
 
 from __future__ import annotations
 
-import json
 import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from guestagent import fstrust, jsondoc
 from guestagent.collectors.base import NOT_MODIFIED, Collected, Collector
 from guestagent.errors import SourceUnavailable
 from guestagent.state import SourceCache
@@ -75,7 +74,14 @@ class FileSource(Collector):
     files are read (`_read`) only when those changed. Subclasses are dataclasses with a
     `name` (the source's)."""
 
-    memo: ReadMemo = field(default_factory=ReadMemo, repr=False, kw_only=True)
+    @property
+    def memo(self) -> ReadMemo:
+        """This instance's ReadMemo, made on first use (not a dataclass field: subclasses add
+        fields without defaults, and `kw_only` needs Python 3.10)."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.__dict__["_memo"] = ReadMemo()
+        return memo
 
     def collect(self, previous: SourceCache | None = None):
         """NOT_MODIFIED, or the files' merged document (see ReadMemo.collect)."""
@@ -117,11 +123,12 @@ def read_object(source: str, path: Path, check_owner: bool = False) -> dict:
                 check_trusted(source, path, st.st_uid, st.st_mode)
             if st.st_size > MAX_FILE:
                 raise SourceUnavailable(source, f"{path}: larger than {MAX_FILE} bytes")
-            data = json.load(fh)
+            # Read one byte past the limit: a file that grew since fstat is still caught.
+            data = jsondoc.loads(fh.read(MAX_FILE + 1), max_bytes=MAX_FILE)
     except OSError as exc:
         raise SourceUnavailable(source, f"{path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise SourceUnavailable(source, f"{path}: not valid JSON ({exc})") from exc
+    except jsondoc.DocumentError as exc:
+        raise SourceUnavailable(source, f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SourceUnavailable(source, f"{path}: must hold a JSON object, not {type(data).__name__}")
     return data
@@ -129,8 +136,7 @@ def read_object(source: str, path: Path, check_owner: bool = False) -> dict:
 
 def check_trusted(source: str, path: Path, uid: int, mode: int) -> None:
     """Refuse a file or directory (its owner and mode) another user owns or could write."""
-    # Metadata decides what runs as root: refuse anything another user could have written.
-    if uid != os.geteuid():
-        raise SourceUnavailable(source, f"{path}: owned by uid {uid}, not by us; refused")
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise SourceUnavailable(source, f"{path}: writable by group or others; refused")
+    # Metadata decides what runs as root: the one rule of fstrust, as this source's error.
+    reason = fstrust.untrusted_reason(uid, mode)
+    if reason:
+        raise SourceUnavailable(source, f"{path}: {reason}; refused")

@@ -3,7 +3,7 @@ in messages without the query string (where pre-signed URLs keep their secret)."
 
 from __future__ import annotations
 
-from guestagent import http
+from guestagent import http, jsondoc
 from guestagent.errors import SourceUnavailable
 
 MAX_BODY = 32 * 1024 * 1024
@@ -17,10 +17,10 @@ def json_reply(source: str, what: str, resp: http.Reply):
     if len(resp.content) > MAX_BODY:
         raise SourceUnavailable(source, f"{what}: body larger than {MAX_BODY} bytes")
     try:
-        return resp.json()
-    except ValueError:
+        return jsondoc.loads(resp.content, max_bytes=MAX_BODY)
+    except jsondoc.DocumentError as exc:
         kind = resp.headers.get("Content-Type", "unknown type")
-        raise SourceUnavailable(source, f"{what}: body is not JSON ({kind})") from None
+        raise SourceUnavailable(source, f"{what}: body is not JSON ({kind}): {exc}") from None
 
 
 def describe(method: str, url: str) -> str:

@@ -88,4 +88,17 @@ def tool_dirs(tool: str, default_root: Path | None = None) -> tuple[Path, Path]:
 
 
 def _executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
+    """Whether `path` is a hook to run; UntrustedPath when it, or its directory, is another
+    user's or writable by others (it would run as root)."""
+    from guestagent import fstrust
+
+    try:
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            return False
+        fstrust.check_trusted(path.parent, path.parent.stat(), what="hooks directory")
+        fstrust.check_trusted(path, path.stat(), what="hook")
+    except FileNotFoundError:
+        return False  # removed meanwhile
+    except OSError as exc:  # a name too long, a directory we may not search
+        raise HookNotFound(f"cannot use hook {path}: {exc.strerror}") from exc
+    return True

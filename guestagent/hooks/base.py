@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from guestagent import process
+from guestagent import fstrust, process
 from guestagent.deployments import Deployment
 from guestagent.errors import HookFailed, InvalidDeployment
 from guestagent.state import ensure_dir, safe_component, write_atomic
@@ -99,14 +99,16 @@ class HookContext:
         return ensure_dir(self.outputs_dir) / safe_component(dep.id)
 
     def run(self, dep: Deployment, argv: list, *, stdin: bytes | None = None,
-            env_extra: Mapping[str, Any] | None = None, cwd: Path | None = None
-            ) -> process.ProcessResult:
-        """Start a tool for `dep` through the shared runner (timeout, group kill, capture)."""
+            env_extra: Mapping[str, Any] | None = None, cwd: Path | None = None,
+            stdout_keep: tuple[int, int] | None = None) -> process.ProcessResult:
+        """Start a tool for `dep` through the shared runner (timeout, group kill, capture);
+        `stdout_keep`: see process.run."""
         ensure_dir(self.capture_dir)
+        extra = {} if stdout_keep is None else {"stdout_keep": stdout_keep}
         return process.run(argv, stdin=stdin, env=process.child_env(self.env, env_extra),
                            cwd=cwd or ensure_dir(self.work_dir), timeout=self.timeout_for(dep),
                            stdout_path=self.capture_dir / "stdout",
-                           stderr_path=self.capture_dir / "stderr", on_spawn=self.on_spawn)
+                           stderr_path=self.capture_dir / "stderr", on_spawn=self.on_spawn, **extra)
 
 
 class Hook:
@@ -173,31 +175,76 @@ def clear_outputs(dep: Deployment, ctx: HookContext) -> Path:
     """Remove output files a previous run left, so a re-run cannot report stale values."""
     base = ctx.outputs_path(dep)
     for out in dep.outputs:
+        path = f"{base}.{out['name']}"
         try:
-            os.unlink(f"{base}.{out['name']}")
+            os.unlink(path)  # a symbolic link itself, never its target
         except FileNotFoundError:
             pass
+        except IsADirectoryError:
+            shutil.rmtree(path)  # left by a tool in our outputs directory; rmtree never follows links
+        except OSError as exc:
+            raise HookFailed(f"output {out['name']!r}: cannot remove the old {path}: "
+                             f"{exc.strerror}") from exc
     return base
 
 
-def read_outputs(dep: Deployment, base: Path) -> dict[str, Any]:
-    """Each declared output the tool wrote to `<base>.<name>`, as raw text."""
-    values = {}
+# An output larger than this could never be signalled (Heat's max_json_body_size).
+MAX_OUTPUT = 1024 * 1024
+
+
+class OutputValues(dict):
+    """Output values by name, and `problems`: one line per declared output that could not be
+    read (not a regular file, too large, unreadable); any problem fails the deployment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[str] = []
+
+
+def read_outputs(dep: Deployment, base: Path, limit: int = MAX_OUTPUT) -> OutputValues:
+    """Each declared output the tool wrote to `<base>.<name>`, as raw text.
+
+    Only a regular file is read: it is opened without following a symbolic link and without
+    blocking (a FIFO), and read up to `limit` bytes; anything else is a problem naming the
+    output, never a hang or an unbounded read.
+    """
+    values = OutputValues()
     for out in dep.outputs:
-        path = f"{base}.{out['name']}"
-        if os.path.exists(path):
-            values[out["name"]] = process.read_capped(Path(path), limit=16 * 1024 * 1024)
+        name = out["name"]
+        path = f"{base}.{name}"
+        try:
+            data, size = fstrust.read_regular(path, limit + 1)
+        except FileNotFoundError:
+            continue  # not written: Heat sees no value
+        except fstrust.NotRegular as exc:
+            values.problems.append(f"output {name!r}: {path} {exc.strerror}, not a regular file; "
+                                   "not read")
+            continue
+        except OSError as exc:
+            values.problems.append(f"output {name!r}: cannot read {path}: {exc.strerror}")
+            continue
+        if size > limit:
+            values.problems.append(f"output {name!r}: {path} is {size} bytes; at most {limit} "
+                                   "can be signalled")
+            continue
+        values[name] = data.decode("utf-8", "replace")
     return values
 
 
 def result_from_process(proc: process.ProcessResult, outputs: Mapping[str, Any],
                         timeout: float) -> HookResult:
-    """A HookResult from a finished tool run, with a clear line when it timed out."""
+    """A HookResult from a finished tool run; a failure with a clear line when it timed out,
+    its output could not be captured (full disk), or an output could not be read."""
     stderr = proc.stderr()
     if proc.timed_out:
         return HookResult.failure(
             f"{proc.argv[0]} did not finish within {timeout:g} s; its process group was killed",
             status_code=proc.status_code, stdout=proc.stdout(), stderr=stderr)
+    problems = [f"{stream} not kept: {why}" for stream, why in proc.capture_errors.items()]
+    problems += getattr(outputs, "problems", [])
+    if problems:
+        return HookResult.failure("; ".join(problems), status_code=proc.status_code or 1,
+                                  stdout=proc.stdout(), stderr=stderr)
     return HookResult(status_code=proc.status_code, stdout=proc.stdout(), stderr=stderr,
                       outputs=dict(outputs))
 

@@ -8,15 +8,15 @@ oversized text is trimmed). A non-zero exit is a failure whatever stdout says.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from guestagent import jsondoc
 from guestagent.deployments import Deployment
 from guestagent.hooks.base import Hook, HookContext, HookResult
 
-# A hook reply larger than this is refused rather than parsed into memory.
-MAX_REPLY = 64 * 1024 * 1024
+# A hook reply larger than this is refused rather than parsed into memory (or kept on disk).
+MAX_REPLY = 16 * 1024 * 1024
 
 
 @dataclass
@@ -27,22 +27,28 @@ class ExternalHook(Hook):
 
     def run(self, dep: Deployment, ctx: HookContext) -> HookResult:
         stdin = json.dumps(dep.hook_input()).encode()
-        proc = ctx.run(dep, [self.path], stdin=stdin)
+        # The reply is parsed whole: keep its head up to the limit, no tail.
+        proc = ctx.run(dep, [self.path], stdin=stdin, stdout_keep=(MAX_REPLY, 0))
         stderr = proc.stderr()
         if proc.timed_out:
             return HookResult.failure(
                 f"hook {self.path} did not finish within {ctx.timeout_for(dep):g} s; "
                 "its process group was killed", status_code=proc.status_code, stderr=stderr)
-        size = os.path.getsize(proc.stdout_path)
+        size = proc.printed.get("stdout", 0)
+        if proc.capture_errors:
+            return HookResult.failure(
+                f"hook {self.path}: output not kept: " + "; ".join(proc.capture_errors.values()),
+                status_code=proc.status_code or 1, stderr=stderr)
         if size > MAX_REPLY:
             return HookResult.failure(
                 f"hook {self.path} printed {size} bytes, more than the {MAX_REPLY} allowed; "
-                f"full output in {proc.stdout_path}", status_code=proc.status_code or 1,
+                f"the first {MAX_REPLY} are in {proc.stdout_path}",
+                status_code=proc.status_code or 1,
                 stderr=stderr)
         raw = proc.stdout(limit=MAX_REPLY)
         try:
-            reply = json.loads(raw) if raw.strip() else None
-        except ValueError as exc:
+            reply = jsondoc.loads(raw, max_bytes=MAX_REPLY) if raw.strip() else None
+        except jsondoc.DocumentError as exc:
             reply = exc
         if not isinstance(reply, dict):
             why = ("printed nothing" if reply is None else

@@ -17,8 +17,9 @@ from urllib.parse import quote
 from guestagent import keystone
 from guestagent.collectors.base import NOT_MODIFIED, Collected
 from guestagent.collectors.openstack import credentials
-from guestagent.collectors.replies import describe, json_reply
+from guestagent.collectors.replies import MAX_BODY, describe, json_reply
 from guestagent.errors import KeystoneError, SourceUnavailable, TransportError
+from guestagent.logs import escape
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Zaqar:
         body = newest.get("body")
         if not isinstance(body, dict):
             self._supersede(newest["id"], newest["claim_id"])
-            raise SourceUnavailable(self.name, f"queue {self.queue_id}: message {newest['id']} "
+            raise SourceUnavailable(self.name, f"queue {self.queue_id}: message {escape(newest['id'][:100])} "
                                                "does not hold a JSON object; dropped")
         for older in fresh[:-1]:
             self._supersede(older["id"], older["claim_id"])
@@ -95,7 +96,7 @@ class Zaqar:
         try:
             ks = keystone.client(self.creds)
             url = f"{ks.endpoint('messaging')}/v2/queues/{quote(self.queue_id, safe='')}/{path}"
-            return ks.request(method, url, headers=headers, **kwargs)
+            return ks.request(method, url, headers=headers, max_body=MAX_BODY, **kwargs)
         except KeystoneError as exc:
             raise SourceUnavailable(self.name, exc.reason) from exc
         except TransportError as exc:
@@ -103,7 +104,7 @@ class Zaqar:
 
     def _claim(self) -> list[dict]:
         resp = self._request("POST", f"claims?limit={CLAIM_LIMIT}",
-                             json={"ttl": self.claim_ttl, "grace": CLAIM_GRACE})
+                             json_body={"ttl": self.claim_ttl, "grace": CLAIM_GRACE})
         if resp.status_code == 204:
             return []
         what = describe("POST", resp.url)

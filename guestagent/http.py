@@ -15,7 +15,6 @@ them. Every request, Keystone's included, trusts the same certificates (`_tls_co
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
+from guestagent import netenv
 from guestagent.errors import TransportError
 from guestagent.logs import hide_userinfo
 
@@ -47,7 +47,6 @@ _CHUNK = 65536
 _local = threading.local()
 _contexts: dict[tuple, ssl.SSLContext] = {}
 _contexts_lock = threading.Lock()
-_via_environment: bool | None = None
 _classes: tuple | None = None
 
 @dataclass
@@ -112,8 +111,12 @@ def request(method: str, url: str, *, headers: Mapping[str, str] | None = None,
         location = reply.headers.get("Location")
         if method not in ("GET", "HEAD") or reply.status_code not in _REDIRECTS or not location:
             return reply
-        target = urljoin(url, location)
-        if _origin(target) != _origin(url):
+        try:
+            target = urljoin(url, location)
+            moved = _origin(target) != _origin(url)
+        except ValueError:
+            raise TransportError("InvalidURL", "redirect to a malformed URL") from None
+        if moved:
             # Another host (or scheme, or port) gets no credentials meant for this one.
             headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
         url = target
@@ -129,15 +132,17 @@ def redact_url(url: str) -> str:
 
 def is_http_url(url: str) -> bool:
     """Whether `url` is an http(s) URL with a host and a valid port."""
-    return _valid(urlsplit(url))
+    return _split(url) is not None
 
 
-def _valid(parts) -> bool:
+def _split(url: str):
+    """urlsplit(url) when it is a usable http(s) URL, else None."""
     try:
+        parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError when the port is not a number in range
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # also a bracket left open in an IPv6 host
+        return None
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def _origin(url: str) -> tuple:
@@ -151,23 +156,23 @@ def _exchange(method: str, url: str, headers: dict, data: bytes | None, verify: 
               timeout: tuple[float, float], max_body: int, deadline: Deadline) -> Reply:
     import http.client
 
-    parts = urlsplit(url)
-    if not _valid(parts):
+    parts = _split(url)
+    if parts is None:
         raise TransportError("InvalidURL", f"not an http(s) URL: {redact_url(url)}")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
-    proxy = _proxy_for(parts) if _environment_matters() else None
+    proxy = netenv.proxy_for(parts) if netenv.configured() else None
     if not any(k.lower() == "authorization" for k in headers):
         # user:password@ in the URL, or a netrc entry, means HTTP basic authentication.
-        auth = (_basic(unquote(parts.username), unquote(parts.password or ""))
+        auth = (netenv.basic(unquote(parts.username), unquote(parts.password or ""))
                 if parts.username is not None
-                else _netrc_auth(parts.hostname) if _environment_matters() else None)
+                else netenv.netrc_auth(parts.hostname) if netenv.configured() else None)
         if auth:
             headers["Authorization"] = auth
     if proxy is not None and parts.scheme == "http":
         target = f"http://{parts.hostname}{f':{parts.port}' if parts.port else ''}{target}"
         if proxy.username is not None:
-            headers["Proxy-Authorization"] = _basic(unquote(proxy.username),
+            headers["Proxy-Authorization"] = netenv.basic(unquote(proxy.username),
                                                     unquote(proxy.password or ""))
     key = (parts.scheme, parts.hostname, parts.port, str(verify),
            proxy.geturl() if proxy is not None else None)
@@ -285,7 +290,7 @@ def _connection(key: tuple, parts, proxy, verify: bool | str, connect_timeout: f
     if parts.scheme == "https":
         conn = secure(host, port, timeout=connect_timeout, context=_tls_context(verify))
         if proxy is not None:
-            tunnel = ({"Proxy-Authorization": _basic(unquote(proxy.username),
+            tunnel = ({"Proxy-Authorization": netenv.basic(unquote(proxy.username),
                                                      unquote(proxy.password or ""))}
                       if proxy.username is not None else None)
             conn.set_tunnel(parts.hostname, parts.port, headers=tunnel)
@@ -367,49 +372,6 @@ def _charset(content_type: str | None) -> str:
         if name.lower() == "charset" and value:
             return value.strip('"')
     return "utf-8"
-
-
-# ---- proxies and netrc, from the environment ----------------------------------------------
-
-def _environment_matters() -> bool:
-    """True when the environment sets a proxy or a netrc file (checked once per process)."""
-    global _via_environment
-    if _via_environment is None:
-        proxies = any(key.lower().endswith("_proxy") and key.lower() != "no_proxy" and value
-                      for key, value in os.environ.items())
-        _via_environment = bool(proxies or os.environ.get("NETRC")
-                                or os.path.exists(os.path.expanduser("~/.netrc")))
-    return _via_environment
-
-
-def _proxy_for(parts):
-    """The split proxy URL for this request's scheme and host, or None (no_proxy, or none)."""
-    import urllib.request
-
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    if urllib.request.proxy_bypass_environment(host):
-        return None
-    proxy = urllib.request.getproxies_environment().get(parts.scheme)
-    if not proxy:
-        return None
-    split = urlsplit(proxy if "://" in proxy else "http://" + proxy)
-    return split if split.hostname else None
-
-
-def _netrc_auth(host: str) -> str | None:
-    """An Authorization header from the netrc entry for `host`, if any."""
-    import netrc
-
-    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
-    try:
-        found = netrc.netrc(path).authenticators(host)
-    except (OSError, netrc.NetrcParseError):
-        return None
-    return _basic(found[0], found[2] or "") if found else None
-
-
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def brief_error(exc: BaseException | str) -> str:

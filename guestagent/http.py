@@ -137,6 +137,8 @@ def is_http_url(url: str) -> bool:
 
 def _split(url: str):
     """urlsplit(url) when it is a usable http(s) URL, else None."""
+    if not isinstance(url, str) or any(c <= " " or c == "\x7f" for c in url):
+        return None  # urlsplit would silently drop a newline; a space is no URL either
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError when the port is not a number in range
@@ -200,6 +202,9 @@ def _exchange(method: str, url: str, headers: dict, data: bytes | None, verify: 
         except (OSError, http.client.HTTPException) as exc:
             _drop(key)
             raise _transport_error(exc, phase, deadline) from exc
+        except ValueError as exc:  # http.client refuses a header or target it cannot send
+            _drop(key)
+            raise TransportError("InvalidRequest", brief_error(exc)) from exc
         if resp.will_close or not resp.isclosed():
             _drop(key)  # the server ends it, or a body over max_body is left unread
         return Reply(resp.status, resp.headers, content, url)

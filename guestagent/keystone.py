@@ -185,7 +185,8 @@ class BadTokenReply(ValueError):
 def parse_token(reply: http.Reply, now: float) -> Token:
     """The token in a login reply, every part checked; BadTokenReply naming the first bad one."""
     token_id = reply.headers.get("X-Subject-Token") or ""
-    if not token_id or len(token_id) > MAX_TOKEN_ID or not token_id.isprintable():
+    if not token_id or len(token_id) > MAX_TOKEN_ID or not (token_id.isascii()
+                                                           and token_id.isprintable()):
         raise BadTokenReply("header X-Subject-Token missing or malformed")
     if len(reply.content) > MAX_TOKEN_REPLY:
         raise BadTokenReply(f"body larger than {MAX_TOKEN_REPLY} bytes")

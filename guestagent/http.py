@@ -28,7 +28,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from guestagent import netenv
 from guestagent.errors import TransportError
-from guestagent.logs import hide_userinfo
+from guestagent.logs import escape, hide_userinfo
 
 if TYPE_CHECKING:
     import ssl
@@ -380,8 +380,7 @@ def _charset(content_type: str | None) -> str:
 
 
 def brief_error(exc: BaseException | str) -> str:
-    """The first line of an HTTP library's error, cut before any query string and without
-    URL userinfo: requests puts whole URLs (a pre-signed one's signature included) in its
-    messages."""
+    """The first line of an error, cut before any query string, without URL userinfo and
+    with control characters escaped: fit for messages that status and logs show."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return hide_userinfo(text.split("?", 1)[0])[:200]
+    return escape(hide_userinfo(text.split("?", 1)[0])[:200])

@@ -142,3 +142,9 @@ def test_requests_ca_bundle_replaces_the_store_for_keystone_too(cloud, private_c
     _store(monkeypatch, tmp_path, other_ca)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(private_ca.ca))
     _source("heat", cloud)
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_source_honours_insecure(kind, cloud, other_ca, monkeypatch, tmp_path):
+    _store(monkeypatch, tmp_path, other_ca)
+    _source(kind, cloud, insecure="true")

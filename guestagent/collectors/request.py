@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from guestagent import http
 from guestagent.collectors.base import NOT_MODIFIED, Collected
+from guestagent.collectors.openstack import timeout_option, verify_option
 from guestagent.collectors.replies import MAX_BODY, json_reply
 from guestagent.errors import SourceNotConfigured, SourceUnavailable, TransportError
 from guestagent.state import SourceCache
@@ -50,6 +51,4 @@ def build(options: dict) -> Request:
     url = options.get("metadata_url")
     if not url:
         raise SourceNotConfigured("request: no metadata_url")
-    timeout = options.get("timeout")
-    return Request(url=url, verify=options.get("ca_certificate") or options.get("verify", True),
-                   timeout=float(timeout) if timeout else None)
+    return Request(url=url, verify=verify_option(options), timeout=timeout_option(options))

@@ -195,9 +195,14 @@ def parse_token(reply: http.Reply, now: float) -> Token:
     except (ValueError, RecursionError):
         raise BadTokenReply("body is not JSON") from None
     token = _field(body, dict, "token", "reply")
-    expires = _when(_field(token, str, "expires_at", "token"))
-    if expires <= now:
-        raise BadTokenReply("token.expires_at is in the past")
+    expires = _when(_field(token, str, "expires_at", "token"), "expires_at")
+    issued = token.get("issued_at")
+    if isinstance(issued, str):
+        # Counted from our clock, which may be far from Keystone's before NTP has run.
+        lifetime = expires - _when(issued, "issued_at")
+        if lifetime <= 0:
+            raise BadTokenReply("token.expires_at is not after token.issued_at")
+        expires = now + lifetime
     endpoints = []
     for i, service in enumerate(_field(token, list, "catalog", "token", default=[])):
         where = f"token.catalog[{i}]"
@@ -232,17 +237,17 @@ def _field(obj: Any, kind, name: str, where: str, default: Any = _MISSING) -> An
     return value
 
 
-def _when(text: str) -> float:
+def _when(text: str, name: str) -> float:
     """Epoch seconds of an ISO 8601 time as Keystone writes it (UTC when no offset)."""
     found = _ISO.match(text.strip())
     if not found:
-        raise BadTokenReply(f"token.expires_at is not a date: {escape(text[:40])!r}")
+        raise BadTokenReply(f"token.{name} is not a date: {escape(text[:40])!r}")
     y, mo, d, h, mi, s, frac, zone = found.groups()
     try:
         when = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s),
                         int((frac or "0")[:6].ljust(6, "0")), tzinfo=timezone.utc)
     except ValueError:
-        raise BadTokenReply(f"token.expires_at is not a date: {escape(text[:40])!r}") from None
+        raise BadTokenReply(f"token.{name} is not a date: {escape(text[:40])!r}") from None
     if zone and zone != "Z":
         sign = -1 if zone[0] == "+" else 1
         digits = zone[1:].replace(":", "")

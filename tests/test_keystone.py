@@ -62,8 +62,28 @@ BAD_REPLIES = [  # (token reply rewrite, what the error names)
     (_set(["token", "expires_at"], 1234567890), "expires_at has the wrong type"),
     (_set(["token", "expires_at"], "tomorrow"), "expires_at is not a date"),
     (_set(["token", "expires_at"], "2030-13-45T00:00:00Z"), "expires_at is not a date"),
-    (_set(["token", "expires_at"], "2001-01-01T00:00:00Z"), "expires_at is in the past"),
+    (_set(["token", "expires_at"], "2001-01-01T00:00:00Z"), "not after token.issued_at"),
+    (_set(["token", "issued_at"], "noon"), "issued_at is not a date"),
 ]
+
+
+def test_token_lifetime_is_counted_on_our_clock(fakecloud):
+    # The guest's clock is a year off (no NTP yet): the token still serves its hour.
+    now = [1000.0]
+    fakecloud.add_user("agent", "agent-pw")
+    creds = keystone.Credentials(fakecloud.auth_url, "agent", "agent-pw", fakecloud.project_id)
+    client = keystone.KeystoneClient(creds, clock=lambda: now[0])
+    url = client.endpoint("orchestration") + "/stacks/st/uuid-1/resources/server/metadata"
+    for _ in range(3):
+        client.request("GET", url)
+        now[0] += 600
+    assert fakecloud.logins == 1
+    now[0] += 3600 - 1800 - RENEW
+    client.request("GET", url)
+    assert fakecloud.logins == 2
+
+
+RENEW = keystone.RENEW_BEFORE
 
 
 @pytest.mark.parametrize("rewrite,named", BAD_REPLIES)

@@ -1,6 +1,7 @@
 """A loopback HTTP server that misbehaves on purpose, one way per instance (`mode`):
 
-- `trickle`: status line and headers, then one body byte every `interval` seconds
+- `trickle`: status line and headers, then one body byte every `interval` seconds (the body
+  is `drip`, by default 40 bytes of JSON)
 - `trickle_headers`: the status line and headers themselves one byte every `interval`
 - `hang_after_headers`: headers announcing a body, then silence
 - `hang`: reads the request, never answers
@@ -35,11 +36,13 @@ class Seen:
 
 class BadPeer:
     def __init__(self, mode: str, *, interval: float = 0.2, location: str = "",
-                 body: bytes = b'{"ok": true}', tls: ssl.SSLContext | None = None):
+                 body: bytes = b'{"ok": true}', drip: bytes = b"[" + b" " * 38 + b"]",
+                 tls: ssl.SSLContext | None = None):
         if mode not in MODES:
             raise ValueError(mode)
         self.mode, self.interval, self.location, self.body, self.tls = (mode, interval,
                                                                         location, body, tls)
+        self.drip = drip
         self.requests: list[Seen] = []
         self.sent = 0  # body bytes written (huge, trickle)
         self._stop = threading.Event()
@@ -113,7 +116,7 @@ class BadPeer:
 
     def _misbehave(self, conn: socket.socket) -> None:
         mode = self.mode
-        json_head = {"Content-Type": "application/json", "Content-Length": "40"}
+        json_head = {"Content-Type": "application/json", "Content-Length": str(len(self.drip))}
         if mode == "hang":
             self._stop.wait(60)
         elif mode == "hang_after_headers":
@@ -121,7 +124,7 @@ class BadPeer:
             self._stop.wait(60)
         elif mode == "trickle":
             conn.sendall(self._head("200 OK", json_head))
-            self._drip(conn, b"[" + b" " * 38 + b"]")  # 4 s at 0.1 s a byte
+            self._drip(conn, self.drip)
         elif mode == "trickle_headers":
             self._drip(conn, self._head("200 OK", json_head))
         elif mode == "huge":

@@ -136,3 +136,19 @@ def test_a_signal_reply_is_read_only_up_to_a_small_limit():
     assert err is None  # 200: delivered, the endless reply left unread
     assert took < 3
     assert peer.sent < 16 * 1024 * 1024, peer.sent  # what socket buffers hold, no more
+
+
+def test_the_ec2_walk_as_a_whole_has_a_deadline(monkeypatch):
+    # Every key answers inside its own 1 s deadline (30 bytes at 0.02 s), but 31 of them
+    # would take about 20 s: the walk ends at its own bound, 4 timeouts.
+    from guestagent.collectors import ec2
+
+    monkeypatch.setattr(ec2, "WALK_TIMEOUTS", 4)
+    listing = "\n".join(f"k{i}" for i in range(10)).encode()
+    with BadPeer("trickle", interval=0.02, drip=listing) as peer:
+        source = build("ec2", {"metadata_url": peer.url + "/", "timeout": TIMEOUT,
+                               "config_drive": "false"})
+        took, err = elapsed(lambda: source.collect(None))
+    assert isinstance(err, SourceUnavailable) and "deadline" in str(err), err
+    assert len(peer.requests) >= 3  # several keys were read before the walk ran out
+    assert 4 * TIMEOUT * 0.9 <= took <= 4 * TIMEOUT + SLACK

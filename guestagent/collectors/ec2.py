@@ -19,6 +19,7 @@ from guestagent.logs import escape
 DEFAULT_URL = "http://169.254.169.254/latest/meta-data/"
 MAX_DEPTH = 8
 MAX_KEYS = 2000
+WALK_TIMEOUTS = 12  # the whole walk: 2 minutes at the default 10 s timeout
 MAX_REPLY = 1024 * 1024  # one key's value (user data is the largest, at most 64 KiB on EC2)
 _INDEXED = re.compile(r"^(\d+)=")
 
@@ -48,10 +49,12 @@ class Ec2:
 
 
 class _Walk:
-    """One walk of the tree, bounded in depth and in the number of keys."""
+    """One walk of the tree, bounded in depth, in the number of keys and in time: each
+    request within twice `timeout`, the whole walk within `WALK_TIMEOUTS` times it."""
 
     def __init__(self, source: str, timeout: float):
         self.source, self.timeout, self.keys = source, timeout, 0
+        self.deadline = http.Deadline(WALK_TIMEOUTS * timeout)
 
     def directory(self, url: str, depth: int) -> dict:
         if depth > MAX_DEPTH:
@@ -77,8 +80,9 @@ class _Walk:
     def get(self, url: str) -> str:
         where = escape(f"GET {http.redact_url(url)}")
         try:
+            deadline = min(2 * self.timeout, self.deadline.left())
             resp = http.request("GET", url, timeout=(self.timeout, self.timeout),
-                                max_body=MAX_REPLY)
+                                max_body=MAX_REPLY, deadline=deadline)
         except TransportError as exc:
             raise SourceUnavailable(self.source, f"{where}: {exc}") from exc
         if resp.status_code != 200:

@@ -60,11 +60,18 @@ class Reply:
 
     @property
     def text(self) -> str:
-        return self.content.decode(_charset(self.headers.get("Content-Type")), "replace")
+        """The body decoded by its charset (UTF-8 when it names none we know)."""
+        try:
+            return self.content.decode(_charset(self.headers.get("Content-Type")), "replace")
+        except LookupError:
+            return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        """The body as JSON; ValueError when it is not."""
-        return json.loads(self.content)
+        """The body as JSON; ValueError when it is not (nested too deeply included)."""
+        try:
+            return json.loads(self.content)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 class Deadline:

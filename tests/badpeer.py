@@ -9,6 +9,7 @@
 - `redirect`: 302 to `location` (e.g. another BadPeer in `ok` mode, on another port)
 - `wrong_type`: 200 with an HTML page
 - `ok`: 200 with `body` (JSON), so it can stand as the far end of a redirect
+- `raw`: `body` as the whole reply, verbatim, then the connection closed (for fuzzing)
 
 Every request it read is recorded (`requests`: method, target, lower-cased headers). It
 speaks TLS when given a server context. Each connection gets its own thread; `stop()` ends
@@ -24,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 MODES = ("trickle", "trickle_headers", "hang_after_headers", "hang", "huge", "redirect",
-         "wrong_type", "ok")
+         "wrong_type", "ok", "raw")
 
 
 @dataclass
@@ -141,6 +142,8 @@ class BadPeer:
             page = b"<html><body>captive portal</body></html>"
             conn.sendall(self._head("200 OK", {"Content-Type": "text/html",
                                                 "Content-Length": str(len(page))}) + page)
+        elif mode == "raw":
+            conn.sendall(self.body)
         else:
             conn.sendall(self._head("200 OK", {"Content-Type": "application/json",
                                                 "Content-Length": str(len(self.body)),

@@ -115,7 +115,7 @@ class Zaqar:
         claim_id = resp.headers.get("Location", "").rstrip("/").rsplit("/", 1)[-1]
         out = []
         for msg in messages:
-            if not isinstance(msg, dict) or not msg.get("id"):
+            if not isinstance(msg, dict) or not isinstance(msg.get("id"), str) or not msg["id"]:
                 raise SourceUnavailable(self.name, f"{what}: a message has no id")
             href_claim = str(msg.get("href", "")).partition("claim_id=")[2]
             out.append({"id": str(msg["id"]), "body": msg.get("body"),

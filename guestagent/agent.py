@@ -48,7 +48,8 @@ class Agent:
                                    identity.recorded(self.statedir).get("instance_id") or "")
         # `sleep` paces in-pass signal retries; tests drive it with `clock` (simulated time).
         self.outbox = Outbox(self.statedir, self.journal, clock=clock, sleep=sleep,
-                             quick_attempts=quick_signal_attempts, stop_event=self.stop_event)
+                             quick_attempts=quick_signal_attempts, stop_event=self.stop_event,
+                             source_options=lambda name: self.settings.source_options(name))
         self.runner = DeploymentRunner(self.statedir, self.journal, self.outbox, clock=clock,
                                        stop_event=self.stop_event)
         self._applied_digest: str | None = None  # of the merged view last run to the end
@@ -84,6 +85,7 @@ class Agent:
         """Poll, run what is new, signal what is pending (every pending signal when
         `signals_now`, whatever its retry schedule). Never raises for bad metadata."""
         result = PassResult()
+        self.outbox.begin_pass()
         poll = self.poller.poll(self.settings)
         changed = poll.changed
         settings = self.settings_for(poll.merged)
@@ -109,7 +111,7 @@ class Agent:
             result.changed = True
             identity.note_server_ids(self.statedir, poll.merged)
             self._refresh(digest)
-            self.runner.run_all(poll.merged, self.settings, result)
+            self.runner.run_all(poll.merged, self.settings, result, self.poller.documents)
             # Only now: a pass cut short (full disk) plans again next time.
             self._applied_digest = digest
         if not self.stop_event.is_set():

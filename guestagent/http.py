@@ -1,32 +1,38 @@
-"""The one HTTP client: `request()` for every request the agent makes itself, timeouts always set.
+"""The one HTTP client: `request()` for every request the agent makes itself, always bounded.
 
-A direct request (the normal case on an instance) goes through the standard library's
-`http.client` on a connection kept alive per host and thread: importing it costs about 15 ms
-and 3 MiB, and a request well under a millisecond of CPU, where `requests` costs about 60 ms
-and 8 MiB to import and several ms per request (bench/agent.py measures both). That keeps a
-`--once` with nothing to do, and every idle poll of the daemon, cheap.
+Every exchange has per-operation timeouts (connect, each read) and one overall deadline that
+covers connecting, sending and reading the whole reply, redirects included: a peer that
+trickles a byte now and then cannot hold a poll or a signal past it.
 
-When the environment configures a proxy or a netrc file, `requests` carries the request
-instead: proxy rules (no_proxy, CONNECT tunnels, proxy credentials) are its trade, not ours.
-`session()` is the `requests` session keystoneauth1 drives for the Heat and Zaqar APIs.
+Requests go through the standard library's `http.client` on a connection kept alive per
+host and thread: importing it costs about 15 ms and 3 MiB, and a request well under a
+millisecond of CPU, where `requests` cost about 60 ms and 8 MiB to import and several ms per
+request (bench/agent.py measured both). That keeps a `--once` with nothing to do, and every
+idle poll of the daemon, cheap. Proxies from the environment (`http_proxy`, `https_proxy`
+through a CONNECT tunnel, `no_proxy`) and a netrc file are honoured as `requests` honoured
+them. Every request, Keystone's included, trusts the same certificates (`_tls_context`).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import select
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
-from urllib.parse import urljoin, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urljoin, urlsplit
 
+from guestagent import netenv
 from guestagent.errors import TransportError
+from guestagent.logs import escape, hide_userinfo
 
 if TYPE_CHECKING:
     import ssl
-
-    import requests
 
 # (connect, read) seconds; every request the agent makes has a bound.
 DEFAULT_TIMEOUT = (10.0, 60.0)
@@ -35,16 +41,14 @@ USER_AGENT = "guestagent"
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
+# Headers that carry credentials: never sent on to a host the request did not name.
+_CREDENTIAL_HEADERS = ("authorization", "x-auth-token", "cookie", "proxy-authorization")
+_CHUNK = 65536
 
 _local = threading.local()
-_contexts: dict[str, ssl.SSLContext] = {}
+_contexts: dict[tuple, ssl.SSLContext] = {}
 _contexts_lock = threading.Lock()
-_via_requests: bool | None = None
-
-# urllib3 logs every request line at DEBUG, query string included: that is where pre-signed
-# URLs (CFN signature, Swift temp_url_sig) carry their secret. Never let it through.
-logging.getLogger("urllib3").setLevel(logging.WARNING)
-
+_classes: tuple | None = None
 
 @dataclass
 class Reply:
@@ -57,7 +61,11 @@ class Reply:
 
     @property
     def text(self) -> str:
-        return self.content.decode(_charset(self.headers.get("Content-Type")), "replace")
+        """The body decoded by its charset (UTF-8 when it names none we know)."""
+        try:
+            return self.content.decode(_charset(self.headers.get("Content-Type")), "replace")
+        except LookupError:
+            return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
         """The body as JSON, depth- and size-bounded (jsondoc); ValueError when it is not."""
@@ -66,112 +74,246 @@ class Reply:
         return jsondoc.loads(self.content)
 
 
+class Deadline:
+    """The end of one whole exchange (or of several: a login and the request it allows)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self, cap: float | None = None) -> float:
+        """Seconds left (at most `cap`); TransportError("Timeout") once none are."""
+        rest = self.end - time.monotonic()
+        if rest <= 0:
+            raise self.error()
+        return rest if cap is None else min(cap, rest)
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.end
+
+    def error(self) -> TransportError:
+        return TransportError("Timeout", f"no complete reply within the {self.seconds:g} s "
+                                         "deadline")
+
+
 def request(method: str, url: str, *, headers: Mapping[str, str] | None = None,
             data: bytes | None = None, verify: bool | str = True,
             timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-            max_body: int = DEFAULT_MAX_BODY) -> Reply:
+            max_body: int = DEFAULT_MAX_BODY,
+            deadline: float | Deadline | None = None) -> Reply:
     """Send one request and read its reply (at most `max_body` + 1 bytes of body); GET and
-    HEAD follow redirects. TransportError when no reply came: refused, reset, timed out, TLS."""
+    HEAD follow redirects, without credentials to another origin. `timeout` bounds connecting
+    and each read; `deadline` (seconds, or a shared Deadline; default connect + read) bounds
+    the whole exchange. TransportError when no reply came: refused, reset, timed out, TLS."""
     connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    if not isinstance(deadline, Deadline):
+        deadline = Deadline(connect + read if deadline is None else deadline)
     if verify is True:
         verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    send = _through_requests if _environment_matters() else _direct
+    headers = dict(headers or {})
     for _ in range(MAX_REDIRECTS + 1):
-        reply = send(method, url, dict(headers or {}), data, verify, (connect, read), max_body)
+        deadline.left()
+        reply = _exchange(method, url, headers, data, verify, (connect, read), max_body,
+                          deadline)
         location = reply.headers.get("Location")
         if method not in ("GET", "HEAD") or reply.status_code not in _REDIRECTS or not location:
             return reply
-        url = urljoin(url, location)
+        try:
+            target = urljoin(url, location)
+            moved = _origin(target) != _origin(url)
+        except ValueError:
+            raise TransportError("InvalidURL", "redirect to a malformed URL") from None
+        if moved:
+            # Another host (or scheme, or port) gets no credentials meant for this one.
+            headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+        url = target
     raise TransportError("TooManyRedirects", f"more than {MAX_REDIRECTS}")
 
 
-def session() -> requests.Session:
-    """This thread's `requests` session (keystoneauth1's transport), kept alive between polls."""
-    sess = getattr(_local, "session", None)
-    if sess is None:
-        import requests
-
-        sess = requests.Session()
-        sess.headers["User-Agent"] = USER_AGENT
-        # Without proxy or netrc settings, skip requests' per-request scan of the environment.
-        sess.trust_env = _environment_matters()
-        _local.session = sess
-    return sess
-
-
 def redact_url(url: str) -> str:
-    """A URL fit for logs: no query string (pre-signed URLs carry their signature there)."""
+    """A URL fit for logs: no userinfo (user:password@) and no query string (pre-signed URLs
+    carry their signature there)."""
+    url = hide_userinfo(url)
     return url.split("?", 1)[0] + ("?<redacted>" if "?" in url else "")
 
 
-# ---- direct: http.client -------------------------------------------------------------------
+def is_http_url(url: str) -> bool:
+    """Whether `url` is an http(s) URL with a host and a valid port."""
+    return _split(url) is not None
 
-def _direct(method: str, url: str, headers: dict, data: bytes | None, verify: bool | str,
-            timeout: tuple[float, float], max_body: int) -> Reply:
+
+def _split(url: str):
+    """urlsplit(url) when it is a usable http(s) URL, else None."""
+    if not isinstance(url, str) or any(c <= " " or c == "\x7f" for c in url):
+        return None  # urlsplit would silently drop a newline; a space is no URL either
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError when the port is not a number in range
+    except ValueError:  # also a bracket left open in an IPv6 host
+        return None
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
+
+
+def _origin(url: str) -> tuple:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+# ---- the exchange: http.client --------------------------------------------------------------
+
+def _exchange(method: str, url: str, headers: dict, data: bytes | None, verify: bool | str,
+              timeout: tuple[float, float], max_body: int, deadline: Deadline) -> Reply:
     import http.client
 
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = _split(url)
+    if parts is None:
         raise TransportError("InvalidURL", f"not an http(s) URL: {redact_url(url)}")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
+    proxy = netenv.proxy_for(parts) if netenv.configured() else None
+    if not any(k.lower() == "authorization" for k in headers):
+        # user:password@ in the URL, or a netrc entry, means HTTP basic authentication.
+        auth = (netenv.basic(unquote(parts.username), unquote(parts.password or ""))
+                if parts.username is not None
+                else netenv.netrc_auth(parts.hostname) if netenv.configured() else None)
+        if auth:
+            headers["Authorization"] = auth
+    if proxy is not None and parts.scheme == "http":
+        target = f"http://{parts.hostname}{f':{parts.port}' if parts.port else ''}{target}"
+        if proxy.username is not None:
+            headers["Proxy-Authorization"] = netenv.basic(unquote(proxy.username),
+                                                    unquote(proxy.password or ""))
+    key = (parts.scheme, parts.hostname, parts.port, str(verify),
+           proxy.geturl() if proxy is not None else None)
     for attempt in (1, 2):
-        conn, reused = _connection(parts, verify, timeout[0])
+        conn, reused = _connection(key, parts, proxy, verify, deadline.left(timeout[0]))
+        conn.deadline, conn.read_timeout = deadline, timeout[1]
         phase = "connect"
         try:
             if conn.sock is None:
                 conn.connect()
             phase = "read"
-            conn.sock.settimeout(timeout[1])
             conn.request(method, target, body=data, headers=headers)
             resp = conn.getresponse()
             # A known length is read whole (a cut body raises); otherwise up to the limit.
             known = resp.length is not None and resp.length <= max_body
             content = resp.read() if known else resp.read(max_body + 1)
+        except TransportError:
+            _drop(key)
+            raise
         except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
-            _drop(parts, verify)
+            _drop(key)
             if reused and attempt == 1:
                 continue  # the server closed the idle kept-alive connection: open a new one
-            raise _transport_error(exc, phase) from exc
+            raise _transport_error(exc, phase, deadline) from exc
         except (OSError, http.client.HTTPException) as exc:
-            _drop(parts, verify)
-            raise _transport_error(exc, phase) from exc
+            _drop(key)
+            raise _transport_error(exc, phase, deadline) from exc
+        except ValueError as exc:  # http.client refuses a header or target it cannot send
+            _drop(key)
+            raise TransportError("InvalidRequest", brief_error(exc)) from exc
         if resp.will_close or not resp.isclosed():
-            _drop(parts, verify)  # the server ends it, or a body over max_body is left unread
+            _drop(key)  # the server ends it, or a body over max_body is left unread
         return Reply(resp.status, resp.headers, content, url)
     raise AssertionError("unreachable")
 
 
-def _connection(parts, verify: bool | str, connect_timeout: float):
-    """(connection, reused) for this host, thread and TLS setting."""
-    import http.client
+class _Bounded:
+    """What both connection classes add to http.client's: every send, TLS handshake and read
+    waits at most the read timeout and never past the exchange's deadline."""
 
+    deadline: Deadline
+    read_timeout: float
+    sock: Any
+
+    def send(self, data) -> None:
+        if self.sock is None:
+            self.connect()
+        view = memoryview(data).cast("B")
+        for start in range(0, max(len(view), 1), _CHUNK):
+            self.sock.settimeout(self.deadline.left(self.read_timeout))
+            self.sock.sendall(view[start:start + _CHUNK])
+
+    def response_class(self, sock, *args, **kwargs):
+        return _engine()[2](sock, self.deadline, self.read_timeout, *args, **kwargs)
+
+
+class _BoundedReader(io.RawIOBase):
+    """A socket's reader whose every read is bounded by the deadline."""
+
+    def __init__(self, raw, sock, deadline: Deadline, read_timeout: float):
+        super().__init__()
+        self._raw, self._sock, self._deadline, self._read = raw, sock, deadline, read_timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        self._sock.settimeout(self._deadline.left(self._read))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def _engine() -> tuple:
+    """(plain connection, TLS connection, response) classes, built on first use so that
+    http.client is imported only by agents that make a request."""
+    global _classes
+    if _classes is None:
+        import http.client
+
+        class Plain(_Bounded, http.client.HTTPConnection):
+            pass
+
+        class Secure(_Bounded, http.client.HTTPSConnection):
+            def connect(self) -> None:
+                http.client.HTTPConnection.connect(self)
+                self.sock.settimeout(self.deadline.left(self.timeout))  # the TLS handshake
+                name = self._tunnel_host or self.host  # through a proxy: the real host
+                self.sock = self._context.wrap_socket(self.sock, server_hostname=name)
+
+        class Response(http.client.HTTPResponse):
+            def __init__(self, sock, deadline: Deadline, read_timeout: float, *args, **kwargs):
+                super().__init__(sock, *args, **kwargs)
+                raw = self.fp.detach()
+                self.fp = io.BufferedReader(_BoundedReader(raw, sock, deadline, read_timeout))
+
+        _classes = (Plain, Secure, Response)
+    return _classes
+
+
+def _connection(key: tuple, parts, proxy, verify: bool | str, connect_timeout: float):
+    """(connection, reused) for this host, thread, TLS setting and proxy."""
     pool = getattr(_local, "connections", None)
     if pool is None:
         pool = _local.connections = {}
-    key = _pool_key(parts, verify)
     conn = pool.get(key)
     if conn is not None and conn.sock is not None and not _readable(conn.sock):
         conn.timeout = connect_timeout
         return conn, True
     if conn is not None:
         conn.close()  # closed by the server while idle (readable means EOF or junk)
-    port = parts.port
+    plain, secure, _ = _engine()
+    host, port = (proxy.hostname, proxy.port) if proxy is not None else (parts.hostname,
+                                                                         parts.port)
     if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(parts.hostname, port, timeout=connect_timeout,
-                                           context=_tls_context(verify))
+        conn = secure(host, port, timeout=connect_timeout, context=_tls_context(verify))
+        if proxy is not None:
+            tunnel = ({"Proxy-Authorization": netenv.basic(unquote(proxy.username),
+                                                     unquote(proxy.password or ""))}
+                      if proxy.username is not None else None)
+            conn.set_tunnel(parts.hostname, parts.port, headers=tunnel)
     else:
-        conn = http.client.HTTPConnection(parts.hostname, port, timeout=connect_timeout)
+        conn = plain(host, port, timeout=connect_timeout)
     pool[key] = conn
     return conn, False
 
 
-def _pool_key(parts, verify: bool | str) -> tuple:
-    return (parts.scheme, parts.hostname, parts.port, str(verify))
-
-
-def _drop(parts, verify: bool | str) -> None:
-    conn = getattr(_local, "connections", {}).pop(_pool_key(parts, verify), None)
+def _drop(key: tuple) -> None:
+    conn = getattr(_local, "connections", {}).pop(key, None)
     if conn is not None:
         conn.close()
 
@@ -184,11 +326,12 @@ def _readable(sock) -> bool:
 
 
 def _tls_context(verify: bool | str) -> ssl.SSLContext:
-    """A cached client context: verify=True trusts the system store and, where installed,
-    certifi's bundle (what `requests` trusted); a path trusts that file or directory only."""
+    """A cached client context: verify=True trusts the system store (where SSL_CERT_FILE and
+    SSL_CERT_DIR point, if set) and, where installed, certifi's bundle (what `requests`
+    trusted); a path trusts that file or directory only; False trusts anything."""
     import ssl
 
-    key = str(verify)
+    key = (str(verify), os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
     with _contexts_lock:
         if key in _contexts:
             return _contexts[key]
@@ -215,11 +358,13 @@ def _tls_context(verify: bool | str) -> ssl.SSLContext:
         return context
 
 
-def _transport_error(exc: BaseException, phase: str) -> TransportError:
+def _transport_error(exc: BaseException, phase: str, deadline: Deadline) -> TransportError:
     import http.client
     import socket
     import ssl
 
+    if deadline.expired():
+        return deadline.error()  # whatever broke, the deadline is what ended the exchange
     if isinstance(exc, ssl.SSLError):
         kind = "SSLError"
     elif isinstance(exc, (TimeoutError, socket.timeout)):
@@ -230,7 +375,7 @@ def _transport_error(exc: BaseException, phase: str) -> TransportError:
         kind = "ConnectionError"
     detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc) \
         or type(exc).__name__
-    return TransportError(kind, str(detail)[:200])
+    return TransportError(kind, brief_error(detail))
 
 
 def _charset(content_type: str | None) -> str:
@@ -241,37 +386,8 @@ def _charset(content_type: str | None) -> str:
     return "utf-8"
 
 
-# ---- through requests: when proxies or netrc apply -----------------------------------------
-
-def _environment_matters() -> bool:
-    """True when the environment sets a proxy or a netrc file (checked once per process)."""
-    global _via_requests
-    if _via_requests is None:
-        proxies = any(key.lower().endswith("_proxy") and key.lower() != "no_proxy" and value
-                      for key, value in os.environ.items())
-        _via_requests = bool(proxies or os.environ.get("NETRC")
-                             or os.path.exists(os.path.expanduser("~/.netrc")))
-    return _via_requests
-
-
-def _through_requests(method: str, url: str, headers: dict, data: bytes | None,
-                      verify: bool | str, timeout: tuple[float, float], max_body: int) -> Reply:
-    import requests
-
-    try:
-        resp = session().request(method, url, headers=headers, data=data, verify=verify,
-                                 timeout=timeout, allow_redirects=False, stream=True)
-        with resp:
-            content = resp.raw.read(max_body + 1, decode_content=True)
-    except requests.RequestException as exc:
-        raise TransportError(type(exc).__name__, brief_error(exc)) from exc
-    except OSError as exc:  # a CA bundle path that does not exist, raised before any request
-        raise TransportError("SSLError", brief_error(exc)) from exc
-    return Reply(resp.status_code, resp.headers, content, url)
-
-
-def brief_error(exc: BaseException) -> str:
-    """The first line of an HTTP library's error, cut before any query string: requests and
-    keystoneauth1 put whole URLs (a pre-signed one's signature included) in their messages."""
+def brief_error(exc: BaseException | str) -> str:
+    """The first line of an error, cut before any query string, without URL userinfo and
+    with control characters escaped: fit for messages that status and logs show."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text.split("?", 1)[0][:200]
+    return escape(hide_userinfo(text.split("?", 1)[0])[:200])

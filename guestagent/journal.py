@@ -80,6 +80,8 @@ class JournalEntry:
     hook_pgid: int | None = None          # the running hook's process group
     hook_started: int | None = None       # its start time (clock ticks since boot)
     hook_boot_id: str | None = None       # the boot it started in
+    source: str | None = None             # the source that delivered it (its TLS settings
+                                          # apply to the signal)
 
     @property
     def signal_pending(self) -> bool:
@@ -193,9 +195,9 @@ class Journal:
 
     # The moves, by name: each computes its fields and goes through `move`.
     def receive(self, *, key: str, id: str, name: str, group: str, action: str,
-                now: float) -> JournalEntry:
+                now: float, source: str | None = None) -> JournalEntry:
         return self.move(None, "receive", key=key, id=id, name=name, group=group, action=action,
-                         received_at=now)
+                         received_at=now, source=source)
 
     def start(self, entry: JournalEntry, now: float) -> JournalEntry:
         return self.move(entry, "start", attempts=entry.attempts + 1, started_at=now,

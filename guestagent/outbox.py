@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import Any, Callable, Mapping
 
-from guestagent import deployments, retry, signals
+from guestagent import deployments, http, retry, signals
 from guestagent.errors import SignalFailed
 from guestagent.journal import Journal, JournalEntry
 from guestagent.result import PassResult
@@ -27,8 +27,11 @@ class Outbox:
 
     def __init__(self, statedir: StateDir, journal: Journal, *, clock: Callable[[], float],
                  sleep: Callable[[float], None], quick_attempts: int,
-                 stop_event: threading.Event):
+                 stop_event: threading.Event,
+                 source_options: Callable[[str], Mapping[str, Any]] = lambda _name: {}):
         self.statedir = statedir
+        # The options of the source that delivered a deployment: its TLS settings apply.
+        self.source_options = source_options
         self.journal = journal
         self.clock = clock
         self.sleep = sleep
@@ -37,6 +40,12 @@ class Outbox:
         # Signals Heat received whose `signalled` record did not reach the disk (full disk):
         # the record is retried, the signal not sent again (by this process).
         self._sent_unrecorded: set[str] = set()
+        self._budget = http.Deadline(signals.PASS_BUDGET)
+
+    def begin_pass(self) -> None:
+        """In-pass attempts share one bound (signals.PASS_BUDGET), so one dead endpoint never
+        holds up the other deployments' hooks for longer than that."""
+        self._budget = http.Deadline(signals.PASS_BUDGET)
 
     def flush(self, result: PassResult, *, ignore_schedule: bool = False) -> None:
         """Send every pending result whose retry time has come (all of them when
@@ -65,12 +74,12 @@ class Outbox:
         where = str(self.statedir.deployment_dir(entry.key) / "response.json")
         target = None
         try:
-            target = signals.target_for(dep.input_values())
+            options = self.source_options(entry.source) if entry.source else {}
+            target = signals.target_for(dep.input_values(), source_options=options)
             if entry.key not in self._sent_unrecorded:
                 body = signals.trim(response, where)
-                retry.quick(lambda: signals.send(target, body),
-                            attempts=self.quick_attempts if quick else 1, sleep=self.sleep,
-                            retry_if=lambda e: isinstance(e, SignalFailed) and e.transient)
+                signals.deliver(target, body, attempts=self.quick_attempts if quick else 1,
+                                budget=self._budget, sleep=self.sleep)
                 self._sent_unrecorded.add(entry.key)
         except SignalFailed as exc:
             self._failed(entry, raw, exc, target.transport if target else None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-from typing import Callable
+from typing import Callable, Mapping
 
 from guestagent import deployments, hooks, logs, process, signals
 from guestagent.config import Settings
@@ -42,10 +42,14 @@ class DeploymentRunner:
         self.stop_event = stop_event
         self._inhibitor = None
         self._reported_corrupt: set[str] = set()
+        self._source_of: dict[str, str] = {}
 
-    def run_all(self, merged: dict, settings: Settings, result: PassResult) -> None:
+    def run_all(self, merged: dict, settings: Settings, result: PassResult,
+                documents: Mapping[str, dict] | None = None) -> None:
         """Run every deployment of `merged` not yet done, in order; then forget those that
-        left the metadata."""
+        left the metadata. `documents` (source -> its document) say which source delivered
+        each deployment."""
+        self._source_of = _source_of(documents or {})
         try:
             parsed = deployments.parse(merged)
         except InvalidDeployment as exc:
@@ -88,7 +92,8 @@ class DeploymentRunner:
         if entry is None:
             self.statedir.save_deployment(dep.key, dict(dep.raw))
             entry = self.journal.receive(key=dep.key, id=dep.id, name=dep.name, group=dep.group,
-                                         action=dep.action, now=self.clock())
+                                         action=dep.action, now=self.clock(),
+                                         source=self._source_of.get(dep.id))
         if entry.state == RUNNING:
             self._stop_leftover(entry, dep)
         if entry.state == RUNNING and entry.attempts >= settings.max_attempts:
@@ -236,6 +241,16 @@ class DeploymentRunner:
                      entry.name, entry.id)
         self.journal.forget(entry)
         self.statedir.forget_secrets(entry.key)
+
+
+def _source_of(documents: Mapping[str, dict]) -> dict[str, str]:
+    """Deployment id -> the source whose document lists it (the last one, as merged)."""
+    found: dict[str, str] = {}
+    for name, doc in documents.items():
+        for item in doc.get("deployments") or () if isinstance(doc, dict) else ():
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                found[item["id"]] = name
+    return found
 
 
 def _signal_unrecorded(dep: Deployment, outcome: HookResult, exc: StateError) -> None:

@@ -2,7 +2,11 @@
 
 Delivery checks the HTTP status: 2xx is delivered; 5xx, 408, 429, timeouts and
 connection errors are transient (retried from the outbox with backoff); any
-other 4xx is final and logged loudly.
+other 4xx is final and logged loudly, and so is a signal URL that is not http(s).
+Each attempt has an overall deadline (`ATTEMPT_DEADLINE`, a Keystone login included)
+and `deliver` bounds all the attempts made within one pass (`PASS_BUDGET`), so a dead
+endpoint holds up the rest of the pass by at most that. A signal uses the TLS settings
+(`ca_certificate`, `insecure`) of the source that delivered its deployment.
 """
 
 from __future__ import annotations
@@ -10,17 +14,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import quote
 
 from guestagent import http
 from guestagent.errors import KeystoneError, SignalFailed, TransportError
-
-if TYPE_CHECKING:
-    import requests
+from guestagent.logs import escape
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,13 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1048576
 TRANSPORTS = ("CFN_SIGNAL", "TEMP_URL_SIGNAL", "HEAT_SIGNAL", "ZAQAR_SIGNAL", "NO_SIGNAL")
 _TRANSIENT_4XX = {408, 425, 429}
+# Bounds on one attempt (connect + send + whole reply, a Keystone login included) and on all
+# the attempts `deliver` makes in one pass; what is left over is retried from the outbox.
+ATTEMPT_DEADLINE = 20.0
+PASS_BUDGET = 30.0
+ATTEMPT_TIMEOUT = (10.0, 20.0)  # connect, each read
+# Heat answers a signal with a few bytes: more than this is not read.
+MAX_REPLY = 64 * 1024
 # One Zaqar client id per agent process, as the v2 API asks.
 CLIENT_ID = str(uuid.uuid4())
 
@@ -43,20 +53,27 @@ class Target:
     stack_id: str | None = None
     resource_name: str | None = None
     queue_id: str | None = None
+    verify: bool | str = True  # from the delivering source's ca_certificate / insecure
 
     def describe(self) -> str:
         """A log-safe description (no signature, no password)."""
         if self.url:
-            return f"{self.transport} {self.verb} {http.redact_url(self.url)}"
+            return escape(f"{self.transport} {self.verb} {http.redact_url(self.url)}")
         if self.transport == "HEAT_SIGNAL":
-            return f"HEAT_SIGNAL to {self.stack_id}/{self.resource_name}"
+            return escape(f"HEAT_SIGNAL to {self.stack_id}/{self.resource_name}")
         if self.transport == "ZAQAR_SIGNAL":
-            return f"ZAQAR_SIGNAL to queue {self.queue_id}"
+            return escape(f"ZAQAR_SIGNAL to queue {self.queue_id}")
         return self.transport
 
 
-def target_for(inputs: Mapping[str, Any]) -> Target:
-    """The signal target from a deployment's inputs; SignalFailed(final) when incomplete."""
+def target_for(inputs: Mapping[str, Any],
+               source_options: Mapping[str, Any] | None = None) -> Target:
+    """The signal target from a deployment's inputs; SignalFailed(final) when incomplete or
+    when a URL is not http(s). `source_options` are the options of the source that delivered
+    the deployment: its `ca_certificate` / `insecure` apply to the signal too."""
+    from guestagent.collectors.openstack import verify_option
+
+    verify = verify_option(source_options or {})
     transport = inputs.get("deploy_signal_transport")
     if not transport:
         # Heat before deploy_signal_transport existed: infer it as heat-config-notify did.
@@ -78,21 +95,34 @@ def target_for(inputs: Mapping[str, Any]) -> Target:
         if missing:
             raise SignalFailed(f"{transport} needs input(s) {', '.join(missing)}", transient=False)
 
+    def url(name: str) -> str:
+        value = inputs.get(name)
+        if not isinstance(value, str) or not http.is_http_url(value):
+            shown = http.redact_url(value)[:200] if isinstance(value, str) else type(value).__name__
+            raise SignalFailed(f"{transport}: input {name} is not an http(s) URL: "
+                               f"{escape(shown)}", transient=False)
+        return value
+
     if transport in ("CFN_SIGNAL", "TEMP_URL_SIGNAL"):
         need("deploy_signal_id")
         default = "PUT" if transport == "TEMP_URL_SIGNAL" else "POST"
         verb = str(inputs.get("deploy_signal_verb") or default).upper()
-        return Target(transport, url=str(inputs["deploy_signal_id"]), verb=verb)
+        if verb not in ("POST", "PUT"):
+            raise SignalFailed(f"{transport}: input deploy_signal_verb must be POST or PUT, not "
+                               f"{escape(verb[:20])!r}", transient=False)
+        return Target(transport, url=url("deploy_signal_id"), verb=verb, verify=verify)
     if transport in ("HEAT_SIGNAL", "ZAQAR_SIGNAL"):
         need("deploy_auth_url", "deploy_user_id", "deploy_password", "deploy_project_id")
+        url("deploy_auth_url")
         auth = {k: inputs.get(f"deploy_{k}") for k in
                 ("auth_url", "user_id", "password", "project_id", "region_name")}
         if transport == "HEAT_SIGNAL":
             need("deploy_stack_id", "deploy_resource_name")
             return Target(transport, auth=auth, stack_id=str(inputs["deploy_stack_id"]),
-                          resource_name=str(inputs["deploy_resource_name"]))
+                          resource_name=str(inputs["deploy_resource_name"]), verify=verify)
         need("deploy_queue_id")
-        return Target(transport, auth=auth, queue_id=str(inputs["deploy_queue_id"]))
+        return Target(transport, auth=auth, queue_id=str(inputs["deploy_queue_id"]),
+                      verify=verify)
     return Target("NO_SIGNAL")
 
 
@@ -215,20 +245,27 @@ def _widen(text: str, start: int, end: int) -> tuple[int, int]:
     return start, max(start, end)
 
 
-def send(target: Target, body: bytes) -> None:
-    """Deliver one signal body; SignalFailed says whether retrying may help."""
+def send(target: Target, body: bytes, *, deadline: float | http.Deadline = ATTEMPT_DEADLINE
+         ) -> None:
+    """Deliver one signal body within `deadline` (seconds, or a shared http.Deadline);
+    SignalFailed says whether retrying may help."""
     if target.transport == "NO_SIGNAL":
         return
+    if not isinstance(deadline, http.Deadline):
+        deadline = http.Deadline(deadline)
     headers = {"Content-Type": "application/json"}
     try:
         if target.url:
-            resp = http.request(target.verb, target.url, data=body, headers=headers)
+            resp = http.request(target.verb, target.url, data=body, headers=headers,
+                                verify=target.verify, timeout=ATTEMPT_TIMEOUT,
+                                max_body=MAX_REPLY, deadline=deadline)
         else:
-            resp = _send_keystone(target, body, headers)
+            resp = _send_keystone(target, body, headers, deadline)
     except KeystoneError as exc:
         raise SignalFailed(f"{target.describe()}: {exc.reason}", transient=exc.transient) from exc
     except TransportError as exc:
-        raise SignalFailed(f"{target.describe()}: {exc}", transient=True) from exc
+        raise SignalFailed(f"{target.describe()}: {exc}",
+                           transient=exc.kind != "InvalidURL") from exc
     status = resp.status_code
     if 200 <= status < 300:
         return
@@ -236,21 +273,50 @@ def send(target: Target, body: bytes) -> None:
     raise SignalFailed(f"{target.describe()}: HTTP {status}", transient=transient)
 
 
-def _send_keystone(target: Target, body: bytes, headers: dict) -> requests.Response:
+def deliver(target: Target, body: bytes, *, attempts: int = 3,
+            budget: float | http.Deadline = PASS_BUDGET,
+            sleep: Callable[[float], None] = time.sleep) -> None:
+    """Up to `attempts` sends of one signal with a short randomised backoff between them,
+    all within `budget` (seconds, or an http.Deadline shared by a whole pass). SignalFailed
+    (transient) when the budget runs out: the outbox retries it later."""
+    from guestagent import retry
+
+    if not isinstance(budget, http.Deadline):
+        budget = http.Deadline(budget)
+
+    def attempt() -> None:
+        if budget.expired():
+            raise SignalFailed(f"{target.describe()}: not delivered within the "
+                               f"{budget.seconds:g} s bound on in-pass attempts", transient=True)
+        send(target, body, deadline=http.Deadline(min(ATTEMPT_DEADLINE, budget.left())))
+
+    def bounded_sleep(seconds: float) -> None:
+        sleep(max(0.0, min(seconds, budget.end - time.monotonic())))
+
+    retry.quick(attempt, attempts=attempts, sleep=bounded_sleep,
+                retry_if=lambda e: isinstance(e, SignalFailed) and e.transient
+                and not budget.expired())
+
+
+def _send_keystone(target: Target, body: bytes, headers: dict,
+                   deadline: http.Deadline) -> http.Reply:
     from guestagent import keystone
 
     auth = target.auth or {}
     creds = keystone.Credentials(auth_url=auth["auth_url"], user_id=auth["user_id"],
                                  password=auth["password"], project_id=auth["project_id"],
-                                 region_name=auth.get("region_name") or None)
+                                 region_name=auth.get("region_name") or None,
+                                 verify=target.verify, timeout=ATTEMPT_TIMEOUT[1])
     client = keystone.client(creds)
     if target.transport == "HEAT_SIGNAL":
-        base = client.endpoint("orchestration")
+        base = client.endpoint("orchestration", deadline=deadline)
         url = (f"{base}/stacks/{quote(target.stack_id, safe='/')}/resources/"
                f"{quote(target.resource_name, safe='')}/signal")
-        return client.request("POST", url, data=body, headers=headers)
-    base = client.endpoint("messaging")
+        return client.request("POST", url, data=body, headers=headers, max_body=MAX_REPLY,
+                              deadline=deadline)
+    base = client.endpoint("messaging", deadline=deadline)
     url = f"{base}/v2/queues/{quote(target.queue_id, safe='')}/messages"
     message = b'{"messages": [{"ttl": 600, "body": ' + body + b"}]}"
     headers = dict(headers, **{"Client-ID": CLIENT_ID, "X-Project-Id": creds.project_id})
-    return client.request("POST", url, data=message, headers=headers)
+    return client.request("POST", url, data=message, headers=headers, max_body=MAX_REPLY,
+                          deadline=deadline)

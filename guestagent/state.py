@@ -167,6 +167,34 @@ def read_json(path: Path) -> Any:
         raise StateError(f"cannot read {path}: {exc}") from exc
 
 
+class LockHeld(StateError):
+    """Another process holds the lock; `holder` is what it wrote in the file."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is locked by {holder or 'another process'}")
+        self.holder = holder
+
+
+def hold_lock(path: Path, text: str) -> int:
+    """Lock `path` exclusively (created 0600, never through a link or a FIFO) and write `text`
+    in it; the returned descriptor holds the lock until closed. LockHeld when taken."""
+    try:
+        fd = fstrust.open_for_writing(path, FILE_MODE, truncate=False, readable=True)
+    except UntrustedPath:
+        raise
+    except OSError as exc:
+        raise StateError(f"cannot open {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip()
+        os.close(fd)
+        raise LockHeld(Path(path), holder) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, text.encode())
+    return fd
+
+
 @dataclass
 class SourceCache:
     """The last good document of one source, with what makes the next request conditional."""
@@ -215,22 +243,10 @@ class StateDir:
     def lock(self) -> None:
         """Take the agent lock, or raise StateError naming who holds it."""
         try:
-            fd = fstrust.open_for_writing(self.root / "lock", FILE_MODE, truncate=False,
-                                          readable=True)
-        except UntrustedPath:
-            raise
-        except OSError as exc:
-            raise StateError(f"cannot open {self.root / 'lock'}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise StateError(
-                f"another guestagent (pid {holder}) is using {self.root}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+            self._lock_fd = hold_lock(self.root / "lock", str(os.getpid()))
+        except LockHeld as exc:
+            raise StateError(f"another guestagent (pid {exc.holder or '?'}) is using "
+                             f"{self.root}") from None
 
     # -- sources --------------------------------------------------------
     def load_source(self, name: str) -> SourceCache | None:

@@ -92,6 +92,9 @@ class FakeCloud:
 
     token_lifetime: float = 3600.0
     tls: bool = False  # serve HTTPS with a fresh self-signed certificate (see `ca_file`)
+    pki: object = None  # with tls: a tests.support.pki.PrivateCA whose certificate to present
+    # Rewrites each token reply (the body as a dict) before it is sent: a dict, bytes or str.
+    token_hook: object = None
     requests: list = field(default_factory=list)
     signals: list = field(default_factory=list)
     logins: int = 0
@@ -135,6 +138,10 @@ class FakeCloud:
         import subprocess
         import tempfile
 
+        if self.pki is not None:
+            self.ca_file = str(self.pki.ca)
+            return self.pki.server_context()
+
         self._tls_dir = tempfile.TemporaryDirectory(prefix="fakecloud-tls-")
         cert, key = f"{self._tls_dir.name}/cert.pem", f"{self._tls_dir.name}/key.pem"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
@@ -151,7 +158,7 @@ class FakeCloud:
         if self._httpd is not None:
             self._httpd.shutdown()  # returns within serve_forever's 50 ms poll
             self._httpd.server_close()
-        if self.tls:
+        if self.tls and self.pki is None:
             self._tls_dir.cleanup()
 
     @property
@@ -522,6 +529,8 @@ class _Handler(BaseHTTPRequestHandler):
                 _service("identity", "keystone", cloud.auth_url),
             ],
         }}
+        if cloud.token_hook is not None:
+            body = cloud.token_hook(body)
         raise _Reply(201, body, {"X-Subject-Token": token_id})
 
     # Heat -----------------------------------------------------------------------------------

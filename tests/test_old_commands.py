@@ -356,6 +356,7 @@ def test_notify_records_in_the_agents_outbox(old, fakecloud, tmp_path):
     assert signals_for(fakecloud, "later") == []
     fakecloud.recover()
     # The agent's next pass delivers it from the outbox.
+    (tmp_path / "none").mkdir()
     proc = run_agent(state, "--collectors", "local", "--local-path", str(tmp_path / "none"))
     assert proc.returncode == 0, proc.stderr
     assert signals_for(fakecloud, "later") == [{"deploy_status_code": 0, "deploy_stdout": "done"}]

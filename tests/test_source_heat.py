@@ -39,7 +39,7 @@ def test_one_login_across_many_polls(fakecloud):
 
 
 def test_token_near_expiry_logs_in_again(fakecloud):
-    # keystoneauth renews a token within two minutes of expiry: a 60 s token serves one use.
+    # A token within two minutes of expiry is renewed before use: a 60 s token serves one use.
     # The first poll also logs in for the catalog; after that, exactly one login per poll.
     fakecloud.token_lifetime = 60
     heat = _heat(fakecloud)

@@ -42,22 +42,24 @@ REGISTRY: dict[str, Source] = {
     "request": Source("guestagent.collectors.request", {
         "metadata_url": Option("url", metadata=True), "timeout": seconds(0.1), **_TLS}),
     "heat": Source("guestagent.collectors.heat", {
-        **_KEYSTONE, "stack_id": _text(True), "resource_name": _text(True), **_TLS}),
+        **_KEYSTONE, "stack_id": _text(True), "resource_name": _text(True), **_TLS,
+        "timeout": seconds(0.1)}),
     "cfn": Source("guestagent.collectors.cfn", {
         "metadata_url": Option("url", metadata=True), "stack_name": _text(True),
         "access_key_id": _text(True), "secret_access_key": _text(True),
         "path": Option("texts", metadata=True),  # Resource.Metadata[.key...], not a file
         **_TLS, "ca_certificate": Option("path", metadata=True),
         "heat_metadata_hint": Option("path"),
-        # os-collect-config's [cfn] options that have no use here
-        "timeout": seconds(0.1, effect=False), "deployment_key": Option("texts", effect=False)}),
+        "timeout": seconds(0.1),
+        # os-collect-config's [cfn] option that has no use here
+        "deployment_key": Option("texts", effect=False)}),
     "config_drive": Source("guestagent.collectors.config_drive", {
         "device": Option("path"), "boot_metadata_file": Option("path")}),
     "ec2": Source("guestagent.collectors.ec2", {
         "metadata_url": Option("url"), "timeout": seconds(0.1), "config_drive": Option("bool"),
         "config_drive_device": Option("path")}),
     "zaqar": Source("guestagent.collectors.zaqar", {
-        **_KEYSTONE, "queue_id": _text(True), **_TLS,
+        **_KEYSTONE, "queue_id": _text(True), **_TLS, "timeout": seconds(0.1),
         "client_id": _text(), "claim_ttl": Option("count", 60, 43200),
         # os-collect-config's: websockets are not used (polling), TLS is verified by default
         "use_websockets": Option("bool", metadata=True, effect=False),

@@ -19,9 +19,10 @@ from xml.etree import ElementTree
 
 from guestagent import http, jsondoc
 from guestagent.collectors.base import Collected, Collector
-from guestagent.collectors.openstack import verify_option
+from guestagent.collectors.openstack import timeout_option, verify_option
 from guestagent.collectors.replies import MAX_BODY, describe
 from guestagent.errors import SourceNotConfigured, SourceUnavailable, TransportError
+from guestagent.logs import escape
 
 SERVER_HINT = "/var/lib/heat-cfntools/cfn-metadata-server"
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -48,6 +49,7 @@ class Cfn(Collector):
     paths: list[tuple[str, list[str]]]  # (resource, keys below its Metadata), in option order
     verify: bool | str = True
     name: str = "cfn"
+    timeout: float | None = None  # seconds to connect and per read; None: http's default
 
     def collect(self, previous=None) -> Collected:
         """Each `path`'s part of its resource's Metadata, shallow-merged in order."""
@@ -69,8 +71,9 @@ class Cfn(Collector):
         url = self.metadata_url + "?" + "&".join(f"{_enc(k)}={_enc(v)}" for k, v in params.items())
         where = describe("GET", url)
         try:
+            limit = http.DEFAULT_TIMEOUT if self.timeout is None else (self.timeout, self.timeout)
             resp = http.request("GET", url, headers={"Accept": "application/xml"},
-                                verify=self.verify, max_body=MAX_BODY)
+                                verify=self.verify, timeout=limit, max_body=MAX_BODY)
         except TransportError as exc:
             raise SourceUnavailable(self.name, f"{where}: {exc}") from exc
         if resp.status_code != 200:
@@ -114,7 +117,8 @@ def _metadata_text(source: str, where: str, data: bytes) -> str:
     root = _parse(source, where, data)
     path = ["DescribeStackResourceResult", "StackResourceDetail", "Metadata"]
     if _local(root.tag) != "DescribeStackResourceResponse":
-        raise SourceUnavailable(source, f"{where}: unexpected XML root {_local(root.tag)!r}")
+        raise SourceUnavailable(source, f"{where}: unexpected XML root "
+                                        f"{escape(_local(root.tag)[:100])!r}")
     node = root
     for name in path:
         node = next((child for child in node if _local(child.tag) == name), None)
@@ -130,7 +134,7 @@ def _error_code(data: bytes) -> str:
     except SourceUnavailable:
         return ""
     code = next((e.text for e in root.iter() if _local(e.tag) == "Code"), None)
-    return f" ({code})" if code else ""
+    return f" ({escape(code[:100])})" if code else ""
 
 
 def build(options: dict) -> Cfn:
@@ -144,7 +148,8 @@ def build(options: dict) -> Cfn:
     return Cfn(metadata_url=url, stack_name=str(options["stack_name"]),
                access_key_id=str(options["access_key_id"]),
                secret_access_key=str(options["secret_access_key"]),
-               paths=[_split_path(str(p)) for p in paths], verify=verify_option(options))
+               paths=[_split_path(str(p)) for p in paths], verify=verify_option(options),
+               timeout=timeout_option(options))
 
 
 def _split_path(path: str) -> tuple[str, list[str]]:

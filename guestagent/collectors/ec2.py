@@ -10,15 +10,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-
 from guestagent import http
 from guestagent.collectors import config_drive
 from guestagent.collectors.base import Collected, Collector
 from guestagent.errors import SourceUnavailable, TransportError
+from guestagent.logs import escape
 
 DEFAULT_URL = "http://169.254.169.254/latest/meta-data/"
 MAX_DEPTH = 8
 MAX_KEYS = 2000
+WALK_TIMEOUTS = 12  # the whole walk: 2 minutes at the default 10 s timeout
+MAX_REPLY = 1024 * 1024  # one key's value (user data is the largest, at most 64 KiB on EC2)
 _INDEXED = re.compile(r"^(\d+)=")
 
 
@@ -47,14 +49,17 @@ class Ec2(Collector):
 
 
 class _Walk:
-    """One walk of the tree, bounded in depth and in the number of keys."""
+    """One walk of the tree, bounded in depth, in the number of keys and in time: each
+    request within twice `timeout`, the whole walk within `WALK_TIMEOUTS` times it."""
 
     def __init__(self, source: str, timeout: float):
         self.source, self.timeout, self.keys = source, timeout, 0
+        self.deadline = http.Deadline(WALK_TIMEOUTS * timeout)
 
     def directory(self, url: str, depth: int) -> dict:
         if depth > MAX_DEPTH:
-            raise SourceUnavailable(self.source, f"{url}: tree deeper than {MAX_DEPTH}")
+            raise SourceUnavailable(self.source, f"{http.redact_url(url)}: tree deeper than "
+                                                 f"{MAX_DEPTH}")
         tree: dict = {}
         for line in self.get(url).splitlines():
             line = line.strip()
@@ -73,12 +78,17 @@ class _Walk:
         return tree
 
     def get(self, url: str) -> str:
+        where = escape(f"GET {http.redact_url(url)}")
         try:
-            resp = http.request("GET", url, timeout=(self.timeout, self.timeout))
+            deadline = min(2 * self.timeout, self.deadline.left())
+            resp = http.request("GET", url, timeout=(self.timeout, self.timeout),
+                                max_body=MAX_REPLY, deadline=deadline)
         except TransportError as exc:
-            raise SourceUnavailable(self.source, f"GET {url}: {exc}") from exc
+            raise SourceUnavailable(self.source, f"{where}: {exc}") from exc
         if resp.status_code != 200:
-            raise SourceUnavailable(self.source, f"GET {url}: HTTP {resp.status_code}")
+            raise SourceUnavailable(self.source, f"{where}: HTTP {resp.status_code}")
+        if len(resp.content) > MAX_REPLY:
+            raise SourceUnavailable(self.source, f"{where}: reply larger than {MAX_REPLY} bytes")
         return resp.text
 
 

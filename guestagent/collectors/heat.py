@@ -11,8 +11,13 @@ from urllib.parse import quote
 from guestagent import keystone
 from guestagent.collectors.base import Collected, Collector
 from guestagent.collectors.openstack import credentials
-from guestagent.collectors.replies import describe, json_reply
-from guestagent.errors import KeystoneError, SourceNotConfigured, SourceUnavailable, TransportError
+from guestagent.collectors.replies import MAX_BODY, describe, json_reply
+from guestagent.errors import (
+    KeystoneError,
+    SourceNotConfigured,
+    SourceUnavailable,
+    TransportError,
+)
 
 
 @dataclass
@@ -28,7 +33,8 @@ class Heat(Collector):
             ks = keystone.client(self.creds)
             url = (f"{ks.endpoint('orchestration')}/stacks/{_path(self.stack_id)}"
                    f"/resources/{quote(self.resource_name, safe='')}/metadata")
-            resp = ks.request("GET", url, headers={"Accept": "application/json"})
+            resp = ks.request("GET", url, headers={"Accept": "application/json"},
+                              max_body=MAX_BODY)
         except KeystoneError as exc:
             raise SourceUnavailable(self.name, exc.reason) from exc
         except TransportError as exc:

@@ -1,8 +1,9 @@
-"""What the heat and zaqar sources share: Keystone credentials and TLS settings from options."""
+"""What the network sources share: Keystone credentials, TLS and timeout settings from options."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from guestagent.errors import SourceNotConfigured
 from guestagent.keystone import Credentials
@@ -26,7 +27,14 @@ def credentials(source: str, options: Mapping[str, Any], extra: tuple[str, ...] 
     return Credentials(auth_url=str(options["auth_url"]), user_id=str(options["user_id"]),
                        password=str(options["password"]), project_id=str(options["project_id"]),
                        region_name=options.get("region_name") or None,
-                       verify=verify_option(options))
+                       verify=verify_option(options), timeout=timeout_option(options))
+
+
+def timeout_option(options: Mapping[str, Any]) -> float | None:
+    """`timeout`: seconds to connect and per read (the whole exchange: twice that); None when
+    not set (guestagent.http's defaults)."""
+    value = options.get("timeout")
+    return float(value) if value else None
 
 
 def _truthy(value: Any) -> bool:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from guestagent import http, jsondoc
 from guestagent.errors import SourceUnavailable
+from guestagent.logs import escape
 
 MAX_BODY = 32 * 1024 * 1024
 
 
 def json_reply(source: str, what: str, resp: http.Reply):
-    """The decoded JSON body of a 2xx reply (an http.Reply, or keystoneauth's reply, which
-    has the same attributes); SourceUnavailable saying what was wrong otherwise."""
+    """The decoded JSON body of a 2xx reply; SourceUnavailable saying what was wrong otherwise."""
     if not 200 <= resp.status_code < 300:
         raise SourceUnavailable(source, f"{what}: HTTP {resp.status_code}")
     if len(resp.content) > MAX_BODY:
@@ -19,7 +19,7 @@ def json_reply(source: str, what: str, resp: http.Reply):
     try:
         return jsondoc.loads(resp.content, max_bytes=MAX_BODY)
     except jsondoc.DocumentError as exc:
-        kind = resp.headers.get("Content-Type", "unknown type")
+        kind = escape(str(resp.headers.get("Content-Type", "unknown type"))[:100])
         raise SourceUnavailable(source, f"{what}: body is not JSON ({kind}): {exc}") from None
 
 

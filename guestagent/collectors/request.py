@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from guestagent import http
-from guestagent.collectors.base import Collected, Collector, NOT_MODIFIED
+from guestagent.collectors.base import NOT_MODIFIED, Collected, Collector
+from guestagent.collectors.openstack import timeout_option, verify_option
 from guestagent.collectors.replies import MAX_BODY, json_reply
 from guestagent.errors import SourceNotConfigured, SourceUnavailable, TransportError
 from guestagent.state import SourceCache
@@ -50,9 +51,4 @@ def build(options: dict) -> Request:
     url = options.get("metadata_url")
     if not url:
         raise SourceNotConfigured("request: no metadata_url")
-    timeout = options.get("timeout")
-    # The settings schema made `insecure` a boolean; a CA bundle path wins over it.
-    verify = (options.get("ca_certificate") or options.get("ca_file")
-              or not options.get("insecure", False))
-    return Request(url=url, verify=verify,
-                   timeout=float(timeout) if timeout else None)
+    return Request(url=url, verify=verify_option(options), timeout=timeout_option(options))

@@ -17,8 +17,9 @@ from urllib.parse import quote
 from guestagent import keystone
 from guestagent.collectors.base import Collected, Collector, NOT_MODIFIED
 from guestagent.collectors.openstack import credentials
-from guestagent.collectors.replies import describe, json_reply
+from guestagent.collectors.replies import MAX_BODY, describe, json_reply
 from guestagent.errors import KeystoneError, SourceUnavailable, TransportError
+from guestagent.logs import escape
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Zaqar(Collector):
         body = newest.get("body")
         if not isinstance(body, dict):
             self._supersede(newest["id"], newest["claim_id"])
-            raise SourceUnavailable(self.name, f"queue {self.queue_id}: message {newest['id']} "
+            raise SourceUnavailable(self.name, f"queue {self.queue_id}: message {escape(newest['id'][:100])} "
                                                "does not hold a JSON object; dropped")
         for older in fresh[:-1]:
             self._supersede(older["id"], older["claim_id"])
@@ -95,7 +96,7 @@ class Zaqar(Collector):
         try:
             ks = keystone.client(self.creds)
             url = f"{ks.endpoint('messaging')}/v2/queues/{quote(self.queue_id, safe='')}/{path}"
-            return ks.request(method, url, headers=headers, **kwargs)
+            return ks.request(method, url, headers=headers, max_body=MAX_BODY, **kwargs)
         except KeystoneError as exc:
             raise SourceUnavailable(self.name, exc.reason) from exc
         except TransportError as exc:
@@ -103,7 +104,7 @@ class Zaqar(Collector):
 
     def _claim(self) -> list[dict]:
         resp = self._request("POST", f"claims?limit={CLAIM_LIMIT}",
-                             json={"ttl": self.claim_ttl, "grace": CLAIM_GRACE})
+                             json_body={"ttl": self.claim_ttl, "grace": CLAIM_GRACE})
         if resp.status_code == 204:
             return []
         what = describe("POST", resp.url)
@@ -114,7 +115,7 @@ class Zaqar(Collector):
         claim_id = resp.headers.get("Location", "").rstrip("/").rsplit("/", 1)[-1]
         out = []
         for msg in messages:
-            if not isinstance(msg, dict) or not msg.get("id"):
+            if not isinstance(msg, dict) or not isinstance(msg.get("id"), str) or not msg["id"]:
                 raise SourceUnavailable(self.name, f"{what}: a message has no id")
             href_claim = str(msg.get("href", "")).partition("claim_id=")[2]
             out.append({"id": str(msg["id"]), "body": msg.get("body"),

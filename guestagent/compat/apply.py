@@ -79,7 +79,7 @@ def metadata_files(args, environ=None) -> list[Path]:
         files = list(args.metadata)
     elif args.state_dir is not None:
         from guestagent import config
-        directory = config.load(None, {"state_dir": args.state_dir}).settings().os_config_dir
+        directory = config.load(None, {"state_dir": str(args.state_dir)}).settings().os_config_dir
         files = templates.read_index(directory / templates.INDEX_NAME)
     elif environ.get("OS_CONFIG_FILES"):
         files = templates.config_files_from_env(environ)

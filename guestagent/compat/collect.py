@@ -80,7 +80,7 @@ def _load(args) -> config.Loaded:
     if args.polling_interval is not None:
         cli["polling_interval"] = args.polling_interval
     if args.state_dir:
-        cli["state_dir"] = args.state_dir
+        cli["state_dir"] = str(args.state_dir)
     if args.cachedir:
         cli["os_config_dir"] = args.cachedir
     old = args.config_file if args.config_file else config.OLD_CONFIG

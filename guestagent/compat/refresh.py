@@ -13,13 +13,14 @@ us), else os-collect-config's index.
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from guestagent import refresh, templates
+from guestagent import refresh, state, templates
+from guestagent.errors import StateError
 from guestagent.compat import parser as compat_parser
 from guestagent.state import safe_component
 
@@ -54,7 +55,7 @@ def config_files(state_dir: Path | None, environ=None) -> list[Path]:
         return templates.config_files_from_env(environ)
     if state_dir is not None:
         from guestagent import config
-        directory = config.load(None, {"state_dir": state_dir}).settings().os_config_dir
+        directory = config.load(None, {"state_dir": str(state_dir)}).settings().os_config_dir
         return templates.read_index(directory / templates.INDEX_NAME)
     if environ.get("GUESTAGENT_OS_CONFIG_DIR"):
         return templates.read_index(Path(environ["GUESTAGENT_OS_CONFIG_DIR"])
@@ -89,15 +90,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print("\t".join(p[: -len(".d")] for p in refresh.PHASES))
         return EXIT_OK
     try:
-        lock = open(args.lockfile, "a")  # noqa: SIM115 -- held open for the whole run
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        print(f"{parser.prog}: could not lock {args.lockfile}: {exc.strerror}", file=sys.stderr)
-        return exc.errno or EXIT_FAILED
+        lock = state.hold_lock(Path(args.lockfile), f"locked by pid {os.getpid()}\n")
+    except state.LockHeld as exc:
+        print(f"{parser.prog}: could not lock {args.lockfile}: {exc}", file=sys.stderr)
+        return errno.EAGAIN  # as os-refresh-config: the errno of the failed lock
+    except StateError as exc:
+        print(f"{parser.prog}: could not lock {args.lockfile}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     try:
-        lock.truncate(0)
-        lock.write(f"locked by pid {os.getpid()}\n")
-        lock.flush()
         verbose = args.log_level in ("INFO", "DEBUG")
         with tempfile.TemporaryDirectory(prefix="guestagent-refresh-config-") as tmp:
             outcome = refresh.run_refresh(
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             _show(outcome.error_steps, Path(tmp), verbose)
             return EXIT_FAILED
     finally:
-        lock.truncate(0)
-        lock.close()
+        os.ftruncate(lock, 0)
+        os.close(lock)
 
 
 if __name__ == "__main__":

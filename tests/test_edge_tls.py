@@ -148,3 +148,24 @@ def test_requests_ca_bundle_replaces_the_store_for_keystone_too(cloud, private_c
 def test_source_honours_insecure(kind, cloud, other_ca, monkeypatch, tmp_path):
     _store(monkeypatch, tmp_path, other_ca)
     _source(kind, cloud, insecure="true")
+
+
+def test_agent_signals_with_the_tls_settings_of_the_source_that_delivered(cloud, private_ca,
+                                                                          tmp_path):
+    """End to end: metadata over TLS from a private CA given only as the request source's
+    ca_certificate; the deployment's TEMP_URL_SIGNAL to the same cloud must use it too."""
+    import json as _json
+
+    from tests.support.agent import deployment, run_agent, signals_for
+
+    dep = deployment(cloud, "tls-dep", "#!/bin/sh\necho ok\n", transport="TEMP_URL_SIGNAL")
+    cloud.set_metadata({"deployments": [dep]})
+    conf = tmp_path / "agent.yaml"
+    conf.write_text(_json.dumps({"collectors": ["request"], "request": {
+        "metadata_url": cloud.metadata_url, "ca_certificate": str(private_ca.ca)}}))
+    proc = run_agent(tmp_path / "state", "--config", str(conf))
+    assert proc.returncode == 0, proc.stderr
+    assert [s["deploy_stdout"] for s in signals_for(cloud, "tls-dep")] == ["ok\n"]
+    entry = _json.loads((tmp_path / "state" / "deployments" / dep["id"] / "journal.json")
+                        .read_text())
+    assert entry["source"] == "request" and entry["state"] == "signalled"

@@ -19,6 +19,8 @@ from guestagent.errors import InvalidDeployment
 
 # Groups whose config is data for the template tree, not something a hook runs.
 DATA_GROUPS = frozenset({"os-apply-config", "Heat::Ungrouped"})
+# A deployment's own hook timeout (options.timeout), as the operator's hook_timeout.
+MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 86400.0
 ACTIONS = frozenset({"CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME"})
 
 # Limits checked up front so one oversized deployment fails alone, with a message, instead of
@@ -157,6 +159,11 @@ def _validate(item: Any, index: int) -> None:
         raise bad("config", "missing")
     if item.get("options") is not None and not isinstance(item["options"], dict):
         raise bad("options", "must be an object or null")
+    timeout = (item.get("options") or {}).get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT):
+        raise bad("options.timeout", f"must be a number of seconds from {MIN_TIMEOUT:g} to "
+                                     f"{MAX_TIMEOUT:g} (a day), not {str(timeout)[:40]}")
     for list_name in ("inputs", "outputs"):
         value = item.get(list_name)
         if value is None:

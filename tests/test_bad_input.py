@@ -4,6 +4,8 @@ is written outside the state directory."""
 import json
 import os
 
+import pytest
+
 from guestagent import capture
 from tests.support.agent import deployment, run_agent, signals_for
 
@@ -169,3 +171,16 @@ def test_refused_signal_is_final_and_drops_its_credentials(fakecloud, tmp_path):
     assert password not in stored and dep["id"] in stored
     once(fakecloud, state)
     assert len([r for r in fakecloud.requests if r.path.endswith("/signal")]) == 1
+
+
+@pytest.mark.parametrize("timeout", [1e999, float("nan"), -5, 0, 86401, True, "60"])
+def test_options_timeout_out_of_range_fails_that_deployment(timeout):
+    from guestagent import deployments
+
+    dep = deployments.parse_one({"id": "t1", "name": "t", "group": "script", "config": "",
+                                 "options": {"timeout": timeout}})
+    assert dep.problem is not None and dep.problem.field == "options.timeout"
+    assert "from 0.1 to 86400" in str(dep.problem)
+    ok = deployments.parse_one({"id": "t2", "group": "script", "config": "",
+                                "options": {"timeout": 600}})
+    assert ok.problem is None and ok.timeout == 600.0

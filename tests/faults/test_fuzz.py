@@ -24,8 +24,14 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 # Strings chosen to break paths and environments.
 nasty = st.sampled_from(["", ".", "..", "../../escape", "/etc/passwd", "a/b", "x\0y", "a=b",
-                         "-rf", "~", "$(touch /tmp/pwned)", "é" * 50, "a" * 300, "\n"]) \
+                         "-rf", "~", "$(touch /tmp/pwned)", "é" * 50, "a" * 300, "\n",
+                         "a" * 3000, "lone \ud800 surrogate", "\x1b[31mred", "forged\nline",
+                         "x" * 2_000_000]) \
     | st.text(max_size=30)
+# Nesting past any sane depth (a small document that used to raise RecursionError).
+deep = st.integers(1, 1500).map(lambda n: json.loads("[" * n + "]" * n))
+numbers = st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e300, -1, 0, 1e-9,
+                           True, "30"]) | st.floats() | st.integers()
 ids = nasty | st.uuids().map(str) | scalars
 groups = st.sampled_from(["os-apply-config", "Heat::Ungrouped", "component", "no-such-tool",
                           "../script", "script/../../x", ""]) | nasty
@@ -37,14 +43,17 @@ inputs = st.lists(st.fixed_dictionaries(
 outputs = st.lists(st.fixed_dictionaries({"name": nasty}) | json_values, max_size=3)
 one_deployment = st.fixed_dictionaries({}, optional={
     "id": ids, "name": nasty | scalars, "group": groups | scalars,
-    "config": json_values | nasty, "options": st.none() | json_values | st.fixed_dictionaries(
-        {"timeout": scalars}), "inputs": inputs | json_values, "outputs": outputs | json_values,
+    "config": json_values | nasty | deep, "options": st.none() | json_values
+    | st.fixed_dictionaries({"timeout": scalars | numbers}),
+    "inputs": inputs | json_values, "outputs": outputs | json_values,
 }) | json_values
 documents = st.fixed_dictionaries({}, optional={
-    "deployments": st.lists(one_deployment, max_size=6) | json_values,
+    "deployments": st.lists(one_deployment, max_size=6) | json_values | deep,
     "os-collect-config": json_values | st.fixed_dictionaries({}, optional={
-        "collectors": json_values, "polling_interval": scalars, "state_dir": nasty,
-        "hooks_dirs": json_values | nasty, "deployed_dir": nasty})})
+        "collectors": json_values, "polling_interval": scalars | numbers, "state_dir": nasty,
+        "conditional_polling_interval": numbers, "splay": numbers, "hook_timeout": numbers,
+        "max_attempts": numbers, "os_config_dir": nasty, "hooks_dirs": json_values | nasty,
+        "deployed_dir": nasty, "heat_local": json_values, "request": json_values})})
 
 
 @FAST

@@ -75,7 +75,8 @@ class FileSource:
     files are read (`_read`) only when those changed. Subclasses are dataclasses with a
     `name` (the source's)."""
 
-    memo: ReadMemo = field(default_factory=ReadMemo, repr=False, kw_only=True)
+    # init=False keeps it out of subclasses' constructors (kw_only= needs Python 3.10).
+    memo: ReadMemo = field(default_factory=ReadMemo, repr=False, init=False)
 
     def collect(self, previous: SourceCache | None = None):
         """NOT_MODIFIED, or the files' merged document (see ReadMemo.collect)."""

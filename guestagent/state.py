@@ -9,7 +9,7 @@ Layout under the state directory (0700, files 0600):
     deployments/<key>/stdout, stderr   what the hook printed, in full
     hooks/<group>/...              hook working and outputs directories
     lock                           held by the running agent
-    health.json                    sources unreachable on the last pass
+    health.json                    first pass done, sources unreachable (guestagent.health)
 """
 
 from __future__ import annotations
@@ -252,8 +252,11 @@ class StateDir:
         self._sources[name] = cache
 
     def save_health(self, sources_failing: dict[str, str]) -> None:
-        """Record which sources are unreachable (callers write it only when it changes)."""
-        write_json(self.root / HEALTH_FILE, {"sources_failing": sources_failing})
+        """Record a completed pass and which sources are unreachable (callers write it after
+        the first pass of each start and when it changes: see guestagent.health)."""
+        from guestagent import health
+
+        health.write(self.root, sources_failing)
 
     # -- journal --------------------------------------------------------
     def journal(self) -> dict[str, JournalEntry]:

@@ -65,7 +65,8 @@ def _install_script(tmp_path: Path, env_text: str) -> subprocess.CompletedProces
     env_file = tmp_path / "install.env"
     # No baked wheelhouse on this machine: point the default somewhere empty.
     env_file.write_text(env_text + f"GUESTAGENT_WHEELHOUSE={tmp_path}/no-wheelhouse\n")
-    return subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, timeout=60,
+    return subprocess.run(["/bin/sh", str(script)], check=False, capture_output=True, text=True,
+                          timeout=60,
                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                                "GUESTAGENT_INSTALL_ENV": str(env_file)})
 

@@ -322,8 +322,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_USAGE
     try:
-        members = bundle.build(settings.state_dir, Path(args.bundle))
-    except StateError as exc:
+        # Effective settings: the metadata's os-collect-config key applied, as the agent does.
+        cli = {"state_dir": args.state_dir} if args.state_dir else {}
+        effective = config.load(args.config, cli).settings(
+            bundle.cached_metadata(settings.state_dir))
+        members = bundle.build(settings.state_dir, Path(args.bundle),
+                               bundle.diagnostics(effective))
+    except (StateError, ConfigError) as exc:
         print(f"guestagent: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"wrote {args.bundle} ({len(members)} files, secrets redacted)")

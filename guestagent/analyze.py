@@ -10,8 +10,9 @@ step took, and how many attempts the hook and the signal needed.
        "queued_s", "ran_s", "signal_s", "total_s",                   # seconds or null
        "attempts", "signal_attempts"}, ...]}
 
-queued_s is received -> started, ran_s started -> finished, signal_s finished -> signalled,
-total_s received -> signalled (or finished, when no signal is needed).
+queued_s is received -> started, ran_s started -> finished, signal_s finished -> signalled
+(null for NO_SIGNAL), total_s received -> signalled (-> finished for NO_SIGNAL); a step not
+reached yet has null times and durations.
 """
 
 from __future__ import annotations
@@ -57,13 +58,15 @@ def _span(start: float | None, end: float | None) -> float | None:
 def timeline(entry: JournalEntry) -> Timeline:
     """The Timeline of one journal entry."""
     received = entry.received_at or None
-    end = entry.signalled_at or (entry.finished_at if entry.transport == "NO_SIGNAL" else None)
+    # NO_SIGNAL: nothing is sent, the timeline ends when the hook finished.
+    unsignalled = entry.transport == "NO_SIGNAL"
+    signal_s = None if unsignalled else _span(entry.finished_at, entry.signalled_at)
+    end = entry.finished_at if unsignalled else entry.signalled_at
     return Timeline(entry.id, entry.name, entry.group, entry.action, entry.state,
                     entry.status_code, received, entry.started_at, entry.finished_at,
                     entry.signalled_at, _span(received, entry.started_at),
-                    _span(entry.started_at, entry.finished_at),
-                    _span(entry.finished_at, entry.signalled_at), _span(received, end),
-                    entry.attempts, entry.signal_attempts)
+                    _span(entry.started_at, entry.finished_at), signal_s,
+                    _span(received, end), entry.attempts, entry.signal_attempts)
 
 
 def timelines(root: Path) -> list[Timeline]:

@@ -34,7 +34,8 @@ COMMANDS = {
 RUN_EPILOG = ("commands:\n" + "".join(f"  {n:13} {t}\n" for n, t in COMMANDS.items())
               + "  (none)        run the agent: as a daemon, or one pass with --once\n\n"
               "exit codes (the agent): 0 ok; 1 a deployment or its signal failed (--once), or "
-              "the state\ncould not be written; 2 configuration or usage error")
+              "the state\ncould not be written during the pass; 2 configuration or usage "
+              "error, or the state\ndirectory unusable or locked by another agent")
 STATUS_EXITS = ("exit codes: 0 shown (without --wait), or all good; 1 a deployment failed "
                 "or Heat refused\nits signal; 2 degraded: a source unreachable, a signal "
                 "pending, work unfinished at\nthe timeout or with no agent running to "

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
 from guestagent import cli
-from tests.support.agent import REPO, _env, run_agent
+from guestagent.status import agent_running
+from tests.support.agent import REPO, _env, run_agent, start_agent
+from tests.support.wait import wait_until
 
 SCRIPT = {"id": "5b1e4c3a-0000-4000-8000-000000000001", "name": "hello", "group": "script",
           "config": "#!/bin/sh\necho hi\n", "inputs": [
@@ -130,3 +133,23 @@ def test_a_closed_pipe_ends_quietly(tmp_path, args):
         os.close(write_end)
     assert proc.stderr == "" and proc.returncode == 0
 
+
+
+def test_agent_exit_codes_are_as_help_states(tmp_path):
+    top = guestagent("--help").stdout
+    assert "0 ok; 1 a deployment or its signal failed (--once)" in top
+    assert "2 configuration or usage error, or the state\ndirectory unusable or locked" in top
+    state = tmp_path / "state"
+    assert run_agent(state, *local_data(tmp_path, SCRIPT)).returncode == 0
+    failing = dict(SCRIPT, id="5b1e4c3a-0000-4000-8000-000000000002", name="bad",
+                   config="#!/bin/sh\nexit 3\n")
+    assert run_agent(state, *local_data(tmp_path, SCRIPT, failing)).returncode == 1
+    assert guestagent("--no-such-option").returncode == 2
+    daemon = start_agent(state, *local_data(tmp_path, SCRIPT))
+    try:
+        wait_until(lambda: agent_running(state), what="the daemon to hold the lock")
+        locked = run_agent(state, *local_data(tmp_path, SCRIPT))
+        assert locked.returncode == 2 and "another guestagent" in locked.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)

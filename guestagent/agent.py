@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-from guestagent import config, identity, process
+from guestagent import config, console, identity, process
 from guestagent.errors import ConfigError, StateError
 from guestagent.journal import Journal
 from guestagent.outbox import Outbox
@@ -43,7 +43,9 @@ class Agent:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.wake = threading.Event()
-        self.journal = Journal(self.statedir)
+        self.console = console.from_environment()  # one line per state change, a heartbeat
+        self.journal = Journal(self.statedir,
+                               self.console.state_change if self.console else None)
         self.poller = SourcePoller(self.statedir, clock,
                                    identity.recorded(self.statedir).get("instance_id") or "")
         # `sleep` paces in-pass signal retries; tests drive it with `clock` (simulated time).
@@ -121,6 +123,8 @@ class Agent:
             # Heat may answer a signal with the next deployment of a chain: look again soon.
             self.poller.start_burst(self.clock())
         failing = {n: self.poller.errors.get(n, "unavailable") for n in result.sources_failed}
+        if self.console is not None:
+            self.console.heartbeat(self.journal, failing)  # itself decides whether it is time
         if failing != self._health:
             # For `guestagent status`; written on change only.
             self.statedir.save_health(failing, loop_error=self._last_loop_error)

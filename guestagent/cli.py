@@ -1,17 +1,8 @@
 """Command line: argument parsing and sub-commands; nothing else.
 
-    guestagent [options]          the daemon loop
-    guestagent --once [options]   one pass in the foreground (exit 0 ok, 1 a deployment or
-                                  signal failed, 2 configuration or usage error)
-    guestagent status [--json] [--wait [--timeout N]]
-                                  every known deployment and where it stands; --wait blocks
-                                  until the work settles (exit 0 ok, 1 failed, 2 degraded)
-    guestagent doctor [--json]    check sources, hook tools, state directory and clock
-    guestagent logs --bundle FILE state and logs in a tarball, secrets redacted
-    guestagent collect ...        os-collect-config: --print the metadata, or run the agent
-    guestagent apply-config ...   os-apply-config: render templates, or --key queries
-    guestagent refresh-config ... os-refresh-config: run the refresh phases by hand
-    guestagent notify DEP.json    heat-config-notify: signal a response (JSON on stdin)
+`guestagent --help` lists the commands (COMMANDS below) and `guestagent help CMD` shows one
+command's options and exit codes. The old tools' commands (collect, apply-config,
+refresh-config, notify) live in guestagent/compat/.
 """
 
 from __future__ import annotations
@@ -22,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from guestagent import __version__, config
@@ -41,14 +33,44 @@ ONCE_EXIT_CODES = {
     "configuration error": EXIT_USAGE,  # also usage errors; reported before any pass
 }
 
+# Every command, one line each: `guestagent --help` prints these, `help CMD` the details.
+COMMANDS = {
+    "status": "deployments and failing sources; --wait: a verdict as exit code",
+    "doctor": "check sources, hook tools, Docker engine, state directory, clock",
+    "logs": "bug-report tarball (--bundle): state, config, doctor, logs; redacted",
+    "analyze": "each deployment's timeline: received, started, finished, signalled",
+    "collect": "os-collect-config: --print the merged metadata, or run one pass",
+    "apply-config": "os-apply-config: render the template tree, or query a key",
+    "refresh-config": "os-refresh-config: run the refresh phases by hand",
+    "notify": "heat-config-notify: signal a deployment's response (JSON on stdin)",
+    "help": "a command's options and exit codes: guestagent help COMMAND",
+}
+RUN_EPILOG = ("commands:\n" + "".join(f"  {n:15} {t}\n" for n, t in COMMANDS.items())
+              + "  (none)          run the agent: as a daemon, or one pass with --once\n\n"
+              "exit codes (the agent): 0 ok; 1 a deployment, its signal or a source failed "
+              "(--once), or "
+              "the state\ncould not be written during the pass; 2 configuration or usage "
+              "error, or the state\ndirectory unusable or locked by another agent")
+STATUS_EXITS = ("exit codes: 0 shown (without --wait), or all good; 1 a deployment failed "
+                "or Heat refused\nits signal; 2 degraded: a source unreachable, a signal "
+                "pending, work unfinished at\nthe timeout or with no agent running to "
+                "finish it, or not started yet (the agent had\nnot finished its first pass "
+                "when --timeout passed); 2 also for a usage error or, without\n--wait, a "
+                "missing state directory")
+
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line, exit 2, as promised
         self.exit(EXIT_USAGE, f"guestagent: {message}\n")
 
 
 def run_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="guestagent", description="Run OpenStack Heat software deployments.")
+    p = _Parser(prog="guestagent", usage="guestagent [COMMAND] [options]",
+                description="Run OpenStack Heat software deployments.", epilog=RUN_EPILOG)
     p.add_argument("--version", action="version", version=f"guestagent {__version__}")
     p.add_argument("--once", action="store_true", help="run one pass in the foreground and exit")
     p.add_argument("--config", help=f"YAML config file (default {config.DEFAULT_CONFIG})")
@@ -86,27 +108,46 @@ def _state_parser(name: str, description: str) -> argparse.ArgumentParser:
 
 
 def status_parser() -> argparse.ArgumentParser:
-    p = _state_parser("status", "Show every known deployment.")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _state_parser("status", "Show every known deployment and the sources that fail.")
+    p.epilog = STATUS_EXITS
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output, schema 1 (see guestagent.statusreport)")
     p.add_argument("--wait", action="store_true",
-                   help="wait until every known deployment is finished and signalled; exit 0 "
-                        "all good, 1 something failed, 2 degraded (source unreachable, signal "
-                        "pending, unfinished at the timeout or no agent running)")
+                   help="wait until the agent has finished its first pass since boot and "
+                        "every known deployment is finished and signalled, then give the "
+                        "verdict as the exit code")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds --wait waits at most (600)")
     return p
 
 
 def doctor_parser() -> argparse.ArgumentParser:
-    p = _state_parser("doctor", "Check sources, hook tools, state directory and clock.")
+    p = _state_parser("doctor", "Check sources, hook tools, the Docker engine, the state "
+                                "directory and the clock.")
+    p.epilog = "exit codes: 0 no check failed (warnings allowed); 1 a check failed; 2 usage error"
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
 def logs_parser() -> argparse.ArgumentParser:
-    p = _state_parser("logs", "Bundle state and logs, secrets redacted, for a bug report.")
+    p = _state_parser("logs", "Bundle state, configuration, doctor output and logs, secrets "
+                              "redacted, for a bug report.")
+    p.epilog = "exit codes: 0 written; 1 could not be written; 2 usage error or no state directory"
     p.add_argument("--bundle", required=True, metavar="FILE", help="tarball to write (.tar.gz)")
     return p
+
+
+def analyze_parser() -> argparse.ArgumentParser:
+    p = _state_parser("analyze", "Each deployment's timeline from the journal: received, "
+                                 "started, finished, signalled, durations and attempts.")
+    p.epilog = "exit codes: 0 shown; 2 usage error or no state directory"
+    p.add_argument("--json", action="store_true", help="machine-readable output, schema 1")
+    return p
+
+
+PARSERS = {"status": status_parser, "doctor": doctor_parser, "logs": logs_parser,
+           "analyze": analyze_parser}
+COMPAT = ("collect", "apply-config", "refresh-config", "notify")
 
 
 def _cli_settings(args: argparse.Namespace) -> dict:
@@ -130,17 +171,56 @@ def _cli_settings(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "status":
-        return cmd_status(status_parser().parse_args(argv[1:]))
-    if argv and argv[0] == "doctor":
-        return cmd_doctor(doctor_parser().parse_args(argv[1:]))
-    if argv and argv[0] == "logs":
-        return cmd_logs(logs_parser().parse_args(argv[1:]))
-    if argv and argv[0] in ("collect", "apply-config", "refresh-config", "notify"):
-        # The old tools' commands (os-collect-config & co.), guestagent/compat/.
-        from guestagent import compat
-        return compat.run_subcommand(argv[0], argv[1:])
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, without a traceback at exit.
+        _stdout_to_devnull()
+        return EXIT_FAILED
+
+
+def _dispatch(argv: list[str]) -> int:
+    command = argv[0] if argv else None
+    if command == "help":
+        return cmd_help(argv[1:])
+    if command in COMPAT:
+        from guestagent import compat  # the old tools' commands (os-collect-config & co.)
+        return compat.run_subcommand(command, argv[1:])
+    if command in PARSERS:
+        args = PARSERS[command]().parse_args(argv[1:])
+        return {"status": cmd_status, "doctor": cmd_doctor, "logs": cmd_logs,
+                "analyze": cmd_analyze}[command](args)
     return cmd_run(run_parser().parse_args(argv))
+
+
+def cmd_help(topics: list[str]) -> int:
+    """`guestagent help [COMMAND]`: the command's --help, or the overview."""
+    if len(topics) > 1 or (topics and topics[0] not in COMMANDS):
+        print(f"guestagent: no command {' '.join(topics)!r}; commands: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if topics and topics[0] in COMPAT:
+        from guestagent import compat
+        return compat.run_subcommand(topics[0], ["--help"])
+    parser = PARSERS[topics[0]]() if topics and topics[0] in PARSERS else run_parser()
+    emit(parser.format_help().rstrip("\n"))
+    return EXIT_OK
+
+
+def emit(text: str) -> None:
+    """Print `text` to stdout; a closed pipe (`| head`) ends the output quietly."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+
+
+def _stdout_to_devnull() -> None:
+    # Python flushes stdout again at exit; pointing fd 1 at /dev/null keeps that quiet.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -213,32 +293,30 @@ def _settings_for(args: argparse.Namespace, need_state: bool = False):
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from guestagent import status
+    from guestagent import health, status, statusreport
 
-    settings = _settings_for(args, need_state=True)
+    # --wait waits for the state directory too: on a booting instance it may not exist yet.
+    settings = _settings_for(args, need_state=not args.wait)
     if settings is None:
         return EXIT_USAGE
+    root = settings.state_dir
+    deadline = time.monotonic() + args.timeout
     try:
-        snap = status.wait(settings.state_dir, args.timeout) if args.wait \
-            else status.snapshot(settings.state_dir)
+        ready = health.wait_first_pass(root, args.timeout) if args.wait else health.read(root)
+        snap = None
+        if root.is_dir():
+            left = max(0.0, deadline - time.monotonic())
+            snap = status.wait(root, left) if args.wait and ready.first_pass_done \
+                else status.snapshot(root)
     except StateError as exc:
         print(f"guestagent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    rows = [status.status_row(e) for e in snap.entries]
-    verdict = snap.verdict()
-    if args.json and args.wait:
-        json.dump({"verdict": ("ok", "failed", "degraded")[verdict], "reasons": snap.reasons,
-                   "agent_running": snap.agent_running, "deployments": rows}, sys.stdout,
-                  indent=1)
-        sys.stdout.write("\n")
-    elif args.json:
-        json.dump(rows, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+    name, code = statusreport.verdict(snap, ready)
+    if args.json:
+        emit(json.dumps(statusreport.as_json(snap, ready, name), indent=1))
     else:
-        print(status.table(rows))
-        for reason in snap.reasons if args.wait else ():
-            print(f"  {reason}")
-    return verdict if args.wait else EXIT_OK
+        emit(statusreport.text(snap, ready, name, waited=args.wait))
+    return code if args.wait else EXIT_OK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -249,11 +327,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     checks = doctor.run(settings)
     if args.json:
-        json.dump(doctor.as_json(checks), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        emit(json.dumps(doctor.as_json(checks), indent=1))
     else:
-        print("\n".join(c.line() for c in checks))
+        emit("\n".join(c.line() for c in checks))
     return EXIT_FAILED if any(c.status == doctor.FAIL for c in checks) else EXIT_OK
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from guestagent import analyze
+
+    settings = _settings_for(args, need_state=True)
+    if settings is None:
+        return EXIT_USAGE
+    try:
+        timelines = analyze.timelines(settings.state_dir)
+    except StateError as exc:
+        print(f"guestagent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    emit(json.dumps(analyze.as_json(timelines), indent=1) if args.json
+         else analyze.table(timelines))
+    return EXIT_OK
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -263,8 +356,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_USAGE
     try:
-        members = bundle.build(settings.state_dir, Path(args.bundle))
-    except StateError as exc:
+        # Effective settings: the metadata's os-collect-config key applied, as the agent does.
+        cli = {"state_dir": args.state_dir} if args.state_dir else {}
+        effective = config.load(args.config, cli).settings(
+            bundle.cached_metadata(settings.state_dir))
+        members = bundle.build(settings.state_dir, Path(args.bundle),
+                               bundle.diagnostics(effective))
+    except (StateError, ConfigError) as exc:
         print(f"guestagent: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"wrote {args.bundle} ({len(members)} files, secrets redacted)")

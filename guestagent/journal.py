@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from guestagent import crashpoint
 from guestagent.errors import IllegalMove, StateError
@@ -116,8 +116,10 @@ def from_disk(data: dict[str, Any]) -> JournalEntry:
 class Journal:
     """The journal entries of one state directory, and the one way to move them."""
 
-    def __init__(self, statedir: StateDir):
+    def __init__(self, statedir: StateDir,
+                 on_change: Callable[[JournalEntry], None] | None = None):
         self.statedir = statedir
+        self.on_change = on_change  # told each entry whose state a move changed (the console)
         self._entries: dict[str, JournalEntry] | None = None
         self.corrupt: dict[str, str] = {}   # directory name -> why its entry could not be read
 
@@ -178,6 +180,8 @@ class Journal:
         else:
             new = dataclasses.replace(entry, state=target, **changes)
         self._write(new, crash_point=move != "spawned")
+        if self.on_change is not None and current != target:
+            self.on_change(new)
         return new
 
     def _write(self, entry: JournalEntry, crash_point: bool) -> None:

@@ -24,10 +24,11 @@ import json
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from guestagent import collectors
+from guestagent import collectors, passlog
 from guestagent.collectors.base import NOT_MODIFIED, Collector
 from guestagent.config import Settings
 from guestagent.errors import SourceGone, SourceNotConfigured, SourceUnavailable
@@ -103,9 +104,11 @@ class SourcePoller:
 
     def _poll_one(self, settings: Settings, name: str,
                   cached: SourceCache | None) -> SourceCache | None:
+        started = time.monotonic()
         try:
             fresh = self._collector(settings, name).collect(cached)
         except SourceNotConfigured as exc:
+            passlog.poll(name, None, time.monotonic() - started)
             log.debug("source %s skipped: %s", name, exc)
             self.errors.pop(name, None)
             return cached
@@ -113,8 +116,10 @@ class SourcePoller:
             if not isinstance(exc, SourceUnavailable):
                 log.error("source %s: unexpected error", name, exc_info=exc)
                 exc = SourceUnavailable(name, f"internal error: {type(exc).__name__}: {exc}")
+            passlog.poll(name, None, time.monotonic() - started, error=exc)
             self._failed(name, cached, exc)
             return cached
+        passlog.poll(name, fresh, time.monotonic() - started)
         listed = None if fresh is NOT_MODIFIED else fresh.document.get("deployments")
         if listed is not None and not isinstance(listed, list):
             # Nothing could run from it: the last good copy stays in effect.

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Callable, Mapping
 
-from guestagent import deployments, hooks, logs, process, signals
+from guestagent import deployments, hooks, logs, passlog, process, signals
 from guestagent.config import Settings
 from guestagent.deployments import Deployment
 from guestagent.errors import (GuestAgentError, HookNotFound, InvalidDeployment, SignalFailed,
@@ -61,6 +61,7 @@ class DeploymentRunner:
         plan = deployments.plan(parsed, self.journal.entries(),
                                 lambda dep_id: deployments.already_deployed(
                                     settings.deployed_dir, dep_id))
+        passlog.plan(passlog.decisions(parsed, self.journal.entries(), plan.to_run, plan.gone))
         for dep in plan.to_run:
             if self.stop_event.is_set():
                 break
@@ -84,6 +85,7 @@ class DeploymentRunner:
         # After the runs: an UPDATE is a new id replacing the old one under the same name, and
         # the old id's cleanup must not undo what the new one just applied (docker-compose).
         for key in plan.gone:
+            passlog.gone(self.journal.entries()[key])
             self.forget(self.journal.entries()[key], settings)
 
     def execute(self, dep: Deployment, settings: Settings, result: PassResult) -> None:

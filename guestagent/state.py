@@ -9,7 +9,7 @@ Layout under the state directory (0700, files 0600):
     deployments/<key>/stdout, stderr   what the hook printed, in full
     hooks/<group>/...              hook working and outputs directories
     lock                           held by the running agent
-    health.json                    sources unreachable on the last pass
+    health.json                    first pass done, sources unreachable (guestagent.health)
     refreshed.sha256               digest of the metadata the refresh phases last ran for
 """
 
@@ -267,10 +267,12 @@ class StateDir:
         self._sources[name] = cache
 
     def save_health(self, sources_failing: dict[str, str], loop_error: str | None = None) -> None:
-        """Record which sources are unreachable, and the error of a pass that failed
-        unexpectedly (callers write it only when it changes)."""
-        write_json(self.root / HEALTH_FILE, {"sources_failing": sources_failing,
-                                             "loop_error": loop_error})
+        """Record a completed pass, which sources are unreachable and the error of a pass that
+        failed unexpectedly (callers write it after the first pass of each start and when it
+        changes: see guestagent.health)."""
+        from guestagent import health
+
+        health.write(self.root, sources_failing, loop_error)
 
     # -- per-deployment records (the journal entry itself: journal.py) -------
     def save_deployment(self, key: str, raw: dict) -> None:

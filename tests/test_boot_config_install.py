@@ -23,8 +23,7 @@ from tests.support.metadata_netns import script_deployment_in_root
 
 REPO = Path(__file__).resolve().parent.parent
 USER_DATA = REPO / "boot-config/guestagent-user-data.yaml"
-# What the wheel house install.env points pip at (instances without PyPI do the same).
-OFFLINE_PIP_ARGS = 'GUESTAGENT_PIP_ARGS="--no-index --find-links /var/cache/guestagent-wheels guestagent"\n'
+WHEELHOUSE_SH = REPO / "scripts/wheelhouse.sh"
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +37,15 @@ def installed(tmp_path_factory):
     tar = debootstrap.root_tarball("systemd", ("systemd", "systemd-sysv", "dbus"))
     work = tmp_path_factory.mktemp("boot-config")
     root = debootstrap.extract(tar, work / "root")
-    wheels = root / "var/cache/guestagent-wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels),
-                    str(REPO)], check=True, capture_output=True, timeout=600)
+    # The release artifact exactly as an operator makes it; install.env names it by URL + sha256.
+    built = subprocess.run(["bash", str(WHEELHOUSE_SH), "--out", str(work / "dist")],
+                           check=True, capture_output=True, text=True, timeout=1200,
+                           env={**os.environ, "PYTHON": sys.executable})
+    sha256, tarball = built.stdout.strip().splitlines()[-1].split("  ", 1)
+    cache = root / "var/cache/guestagent"
+    cache.mkdir(parents=True)
+    artifact = cache / Path(tarball).name
+    artifact.write_bytes(Path(tarball).read_bytes())
     data = yaml.safe_load(USER_DATA.read_text())
     steps = {}
     # cloud-init order: packages, write_files, runcmd.
@@ -52,7 +57,8 @@ def installed(tmp_path_factory):
         path.parent.mkdir(parents=True, exist_ok=True)
         content = item["content"]
         if item["path"] == "/etc/guestagent/install.env":
-            content = OFFLINE_PIP_ARGS
+            content = (f'GUESTAGENT_ARTIFACT_URL="file:///var/cache/guestagent/{artifact.name}"\n'
+                       f'GUESTAGENT_ARTIFACT_SHA256="{sha256}"\nGUESTAGENT_PIP_ARGS=""\n')
         path.write_text(content)
         path.chmod(int(item["permissions"], 8))
     steps["runcmd"] = [debootstrap.chroot(root, shlex.join(cmd)) for cmd in data["runcmd"]]

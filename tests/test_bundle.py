@@ -36,7 +36,7 @@ def test_bundle_holds_the_state_and_no_secret(fakecloud, tmp_path):
 
     out = tmp_path / "bundle.tar.gz"
     proc = subprocess.run([sys.executable, "-m", "guestagent", "logs", "--bundle", str(out),
-                           "--config", "/dev/null", "--state-dir", str(state)],
+                           "--config", "/dev/null", "--state-dir", str(state)], check=False,
                           capture_output=True, text=True, timeout=120, env=_env(None), cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert os.stat(out).st_mode & 0o777 == 0o600
@@ -58,3 +58,16 @@ def test_bundle_holds_the_state_and_no_secret(fakecloud, tmp_path):
                   if n.endswith("/stdout") and b"pw=" in d).decode()
     assert stdout.startswith("pw=<redacted>")
     assert not any(n.startswith("state/hooks/") for n in members)
+    # The diagnostics beside the state: version, effective config, doctor, journal summary.
+    from guestagent import __version__
+    assert members["version.txt"].decode().startswith(f"guestagent {__version__}\nPython ")
+    effective = json.loads(members["config.json"])
+    assert effective["state_dir"] == str(state)
+    # The metadata's os-collect-config key is applied, its secret redacted.
+    assert effective["sources"]["heat"] == {"password": "<redacted>", "user_id": "u"}
+    assert effective["sources"]["request"]["metadata_url"] == "<redacted>"
+    doctor_lines = members["doctor.txt"].decode().splitlines()
+    assert any(line.endswith(f"state dir {state}: 0700, ours, writable") for line in doctor_lines)
+    summary = members["journal-summary.txt"].decode()
+    assert summary.startswith("3 deployment(s): ")
+    assert all(name in summary for name in ("leaky", "signed", "unsent"))

@@ -107,7 +107,7 @@ def test_status_reports_every_deployment(fakecloud, tmp_path):
     out = subprocess.run([sys.executable, "-m", "guestagent", "status", "--json", "--config",
                           "/dev/null", "--state-dir", str(state)], capture_output=True, text=True,
                          check=True).stdout
-    rows = {r["name"]: r for r in json.loads(out)}
+    rows = {r["name"]: r for r in json.loads(out)["deployments"]}
     assert rows["ok"]["state"] == "signalled" and rows["ok"]["signal"] == "delivered"
     assert rows["ok"]["status_code"] == 0 and rows["ok"]["last_run"]
     assert rows["bad"]["status_code"] == 2 and rows["bad"]["signal"] == "not needed"

@@ -2,6 +2,8 @@
 that drops them, cut bodies, timeouts, redirects, size limits, TLS, proxies, and no secret in
 any message."""
 
+from __future__ import annotations
+
 import json
 import os
 import socket

@@ -54,6 +54,8 @@ def test_unit_contract():
     assert "network-online.target" in after and "cloud-init.service" in after
     assert "network-online.target" in " ".join(d["Wants"]).split()
     assert d["StateDirectory"] == ["guestagent"]
+    # Status lines on the serial console by default (guestagent.console).
+    assert "GUESTAGENT_CONSOLE=/dev/console" in d["Environment"]
     assert d["WantedBy"] == ["multi-user.target"]
     # Hooks configure the whole machine: nothing may make / read-only or hide /tmp or /home.
     for forbidden in ("ProtectSystem", "ProtectHome", "PrivateTmp", "ReadOnlyPaths",

@@ -192,5 +192,5 @@ def test_bundled_example_runs(tmp_path):
     out = subprocess.run([sys.executable, "-m", "guestagent", "status", "--json", "--config",
                           "/dev/null", "--state-dir", str(tmp_path / "s")], capture_output=True,
                          text=True, cwd=repo, check=True).stdout
-    [row] = json.loads(out)
+    [row] = json.loads(out)["deployments"]
     assert row["name"] == "hello-world" and row["state"] == "signalled" and row["status_code"] == 0

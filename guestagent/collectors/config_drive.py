@@ -81,8 +81,10 @@ class Drive:
                     key = _iso_key(iso, relpath)
                     try:
                         size = iso.get_record(**key).get_data_length()
-                    except PyCdlibException:
-                        return None  # no such file on the drive
+                    # No such file on the drive. pycdlib 1.15 (the last for Python 3.9) raises
+                    # IndexError for a missing name that sorts after every entry of its directory.
+                    except (PyCdlibException, IndexError):
+                        return None
                     if size > MAX_FILE:
                         raise SourceUnavailable("config_drive", f"{relpath}: larger than {MAX_FILE} bytes")
                     out = io.BytesIO()

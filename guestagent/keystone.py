@@ -83,6 +83,17 @@ class KeystoneClient:
         self._endpoints[key] = url.rstrip("/")
         return self._endpoints[key]
 
+    def token(self) -> tuple[str, float]:
+        """A valid token and its expiry (epoch seconds): the one in hand, or a new login when it
+        is near its end (for the zaqar source's websocket, which authenticates with a token)."""
+        from keystoneauth1 import exceptions as ks_exc
+
+        try:
+            access = self._session.auth.get_access(self._session)
+        except ks_exc.ClientException as exc:
+            raise _login_error(self.creds, exc) from exc
+        return access.auth_token, access.expires.timestamp()
+
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """An authenticated request; a 401 triggers one re-login and one retry."""
         from keystoneauth1 import exceptions as ks_exc

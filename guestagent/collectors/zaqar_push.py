@@ -97,6 +97,7 @@ class Subscription:
 
     # -- the thread ---------------------------------------------------------------------------
     def _emit(self, kind: str) -> None:
+        log.debug("zaqar push: queue %s: %s", self.queue_id, kind)
         self.counts[kind] += 1
         try:
             self.on_event(kind)

@@ -6,8 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.agentguest import (PAIRS, AgentGuest, Timings, script_outputs, stack_left,
-                                  wait_done)
+from tests.e2e.agentguest import (
+    PAIRS,
+    AgentGuest,
+    Timings,
+    script_outputs,
+    stack_left,
+    wait_done,
+)
 from tests.e2e.heatapi import HeatClient, StackFactory
 from tests.e2e.swiftzaqar import SwiftZaqar
 

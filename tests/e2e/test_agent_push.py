@@ -16,16 +16,15 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.agentguest import AgentGuest, Timings
-from tests.e2e.heatapi import HeatClient, Stack, StackFactory
+from tests.e2e.heatapi import HeatClient, StackFactory
 from tests.e2e.swiftzaqar import SwiftZaqar
-from tests.e2e.zaqarqueue import Queue
+from tests.e2e.zaqarqueue import Pusher, Queue
 from tests.support.agent import REPO, _env, agent_argv
 from tests.support.wait import wait_until
 
@@ -39,45 +38,6 @@ TARGET = float(os.environ.get("GUESTAGENT_E2E_PUSH_TARGET", "0.25"))
 STATE_ON = os.environ.get("GUESTAGENT_E2E_PUSH_STATE_ON", "/dev/shm")
 POLLING_INTERVAL = 10.0
 IDLE_SECONDS = 25.0
-
-
-def stamped_deployment(name: str, stamps: Path) -> dict:
-    """A deployment whose script appends its start time (and its name) to ``stamps``."""
-    return {"id": str(uuid.uuid4()), "name": name, "group": "script", "options": {},
-            "inputs": [{"name": "deploy_signal_transport", "value": "NO_SIGNAL"}],
-            "outputs": [],
-            "config": f"#!/bin/sh\necho \"$(date +%s.%N) {name}\" >> {stamps}\n"}
-
-
-class Pusher:
-    """Posts Heat's current metadata plus one new deployment at a time, as Heat would."""
-
-    def __init__(self, heat: HeatClient, stack: Stack, queue: Queue, stamps: Path) -> None:
-        self.base = heat.resource_metadata(stack, "server")
-        self.queue, self.stamps = queue, stamps
-        self.added: list[dict] = []
-
-    def change(self, name: str) -> float:
-        """Post a new snapshot with deployment ``name``; the time of the post."""
-        self.added.append(stamped_deployment(name, self.stamps))
-        body = dict(self.base, deployments=self.base["deployments"] + self.added)
-        return self.queue.post(body)
-
-    def started(self) -> dict[str, float]:
-        """name -> when its script started, from the stamps so far."""
-        if not self.stamps.exists():
-            return {}
-        found = {}
-        for line in self.stamps.read_text().splitlines():
-            stamp, name = line.split(" ", 1)
-            assert name not in found, f"deployment {name} ran twice"
-            found[name] = float(stamp)
-        return found
-
-    def wait_run(self, name: str, timeout: float) -> float:
-        """Seconds from ``name``'s post to its script's start."""
-        wait_until(lambda: name in self.started(), timeout=timeout, what=f"deployment {name}")
-        return self.started()[name]
 
 
 def claims(services: SwiftZaqar, queue: str) -> int:

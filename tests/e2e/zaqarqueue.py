@@ -1,14 +1,17 @@
 """A Zaqar queue as a server's stack user sees it (the credentials of os-collect-config's
-``zaqar`` block): its stats, and posting to it the way Heat posts the metadata."""
+``zaqar`` block): its stats, and posting to it the way Heat posts the metadata; `Pusher`
+posts changes whose scripts stamp when they start (push latency, tests and bench)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import requests
 
-from tests.e2e.heatapi import HTTP_TIMEOUT, keystone_login
+from tests.e2e.heatapi import HTTP_TIMEOUT, HeatClient, Stack, keystone_login
+from tests.support.wait import wait_until
 
 
 class Queue:
@@ -37,3 +40,42 @@ class Queue:
                                json={"messages": [{"ttl": 3600, "body": body}]})
         reply.raise_for_status()
         return started
+
+
+def stamped_deployment(name: str, stamps: Path) -> dict:
+    """A deployment whose script appends its start time (and its name) to ``stamps``."""
+    return {"id": str(uuid.uuid4()), "name": name, "group": "script", "options": {},
+            "inputs": [{"name": "deploy_signal_transport", "value": "NO_SIGNAL"}],
+            "outputs": [],
+            "config": f"#!/bin/sh\necho \"$(date +%s.%N) {name}\" >> {stamps}\n"}
+
+
+class Pusher:
+    """Posts Heat's current metadata plus one new deployment at a time, as Heat would."""
+
+    def __init__(self, heat: HeatClient, stack: Stack, queue: Queue, stamps: Path) -> None:
+        self.base = heat.resource_metadata(stack, "server")
+        self.queue, self.stamps = queue, stamps
+        self.added: list[dict] = []
+
+    def change(self, name: str) -> float:
+        """Post a new snapshot with deployment ``name``; the time of the post."""
+        self.added.append(stamped_deployment(name, self.stamps))
+        body = dict(self.base, deployments=self.base["deployments"] + self.added)
+        return self.queue.post(body)
+
+    def started(self) -> dict[str, float]:
+        """name -> when its script started, from the stamps so far."""
+        if not self.stamps.exists():
+            return {}
+        found = {}
+        for line in self.stamps.read_text().splitlines():
+            stamp, name = line.split(" ", 1)
+            assert name not in found, f"deployment {name} ran twice"
+            found[name] = float(stamp)
+        return found
+
+    def wait_run(self, name: str, timeout: float) -> float:
+        """Seconds from ``name``'s post to its script's start."""
+        wait_until(lambda: name in self.started(), timeout=timeout, what=f"deployment {name}")
+        return self.started()[name]

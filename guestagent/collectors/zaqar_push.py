@@ -22,7 +22,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from typing import Any, Callable
 
 from guestagent import keystone
@@ -255,7 +254,3 @@ def _decode(data: bytes) -> dict:
         return {}  # not ours to understand (MessagePack is only sent to binary subscribers)
     return frame if isinstance(frame, dict) else {}
 
-
-def new_client_id() -> str:
-    """A Client-ID for one websocket connection (Zaqar wants a UUID)."""
-    return str(uuid.uuid4())

@@ -13,8 +13,7 @@ import threading
 
 import pytest
 
-from guestagent.collectors import build
-from guestagent.collectors import zaqar_push
+from guestagent.collectors import build, zaqar_push
 from tests.support.wait import wait_until
 from tests.support.wsserver import ZaqarWebsocket
 

@@ -128,6 +128,12 @@ def test_push_runs_changes_at_once_and_survives_zaqar_restarts(
         wait_until(lambda: daemon_log(guest).count("subscribed to queue") == 3, timeout=60,
                    what="the agent to subscribe after the crash")
 
+        # Heat's own post (a stack update) reaches the subscribed daemon as well
+        started = time.monotonic()
+        heat.update_stack(stack, {"message": "pushed update"})
+        assert heat.wait_for_status(stack, "UPDATE_COMPLETE")["result"] == "done: pushed update"
+        timings.record("push daemon: stack update (to UPDATE_COMPLETE)", started)
+
         # nothing lost, nothing run twice (started() raises on a second run)
         names = [d["name"] for d in pusher.added]
         assert sorted(pusher.started()) == sorted(names)

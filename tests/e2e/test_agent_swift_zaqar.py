@@ -14,11 +14,10 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from guestagent.state import StateDir
-from tests.e2e.agentguest import AgentGuest, stack_left, wait_done
+from tests.e2e.agentguest import AgentGuest, stack_left
 from tests.e2e.heatapi import HeatClient, StackFactory
 from tests.e2e.swiftzaqar import SwiftZaqar
 from tests.e2e.zaqarqueue import Queue
-from tests.support.agent import start_agent
 from tests.support.wait import wait_until
 
 
@@ -70,8 +69,9 @@ def test_zaqar_snapshot_is_held_while_its_deployment_runs(heat: HeatClient,
     queue = Queue(stack.os_collect_config["zaqar"])
     wait_until(lambda: queue.stats()["free"] >= 1, timeout=30, what="Heat's metadata post")
 
-    # one pass, held inside the deployment's script until the gate opens
-    run = start_agent(guest.state_dir, "--once", *guest.args(), log=guest.root / "once.log")
+    # the daemon (Heat may post a snapshot without the deployment first), held inside the
+    # deployment's script until the gate opens
+    daemon = guest.start_daemon()
     try:
         wait_until(lambda: getattr(guest.entry("CREATE"), "state", None) == "running",
                    timeout=30, what="the deployment to start")
@@ -79,14 +79,16 @@ def test_zaqar_snapshot_is_held_while_its_deployment_runs(heat: HeatClient,
         # the newest snapshot is claimed by the agent, not deleted; nothing else is left over
         assert held["claimed"] == 1 and held["total"] == 1, held
         gate.touch()
-        assert run.wait(timeout=60) == 0
+        wait_until(lambda: getattr(guest.entry("CREATE"), "state", None) == "signalled",
+                   timeout=30, what="the deployment to finish")
+        heat.wait_for_status(stack, "CREATE_COMPLETE")
+        # let go once its deployment ran
+        wait_until(lambda: queue.stats()["total"] == 0, timeout=10, what="the release")
+
+        # the queue still serves Heat: an update's snapshot reaches the agent through it
+        heat.update_stack(stack, {"message": "again"})
+        assert heat.wait_for_status(stack, "UPDATE_COMPLETE")["result"] == "done: again"
     finally:
         gate.touch()
-        run.wait(timeout=60)
-    assert queue.stats()["total"] == 0  # let go once its deployment ran
-    heat.wait_for_status(stack, "CREATE_COMPLETE")
-
-    # the queue still serves Heat: an update's snapshot reaches the agent through it
-    heat.update_stack(stack, {"message": "again"})
-    wait_done(guest, "UPDATE")
-    assert heat.wait_for_status(stack, "UPDATE_COMPLETE")["result"] == "done: again"
+        daemon.terminate()
+        assert daemon.wait(timeout=30) == 0

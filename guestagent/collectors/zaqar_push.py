@@ -179,12 +179,14 @@ class Subscription:
     def _read(self, ws: Any, websocket: Any, ks: keystone.KeystoneClient, expires: float,
               renew_at: float) -> None:
         heard = ping_at = time.monotonic()
+        reauth_at = _reauth_time(expires)
         while not self._stop.is_set():
             now = time.time()
             if now >= renew_at:
                 return  # the subscription's ttl ends: a new connection makes a new one
-            if now >= expires - REAUTH_MARGIN:
+            if now >= reauth_at:
                 token, expires = ks.token()
+                reauth_at = _reauth_time(expires)
                 # the reply arrives among the pushes and is checked in _frame
                 self._send(ws, "authenticate", {}, {"X-Auth-Token": token})
             mono = time.monotonic()
@@ -193,7 +195,7 @@ class Subscription:
             if mono >= ping_at:
                 ws.ping()
                 ping_at = mono + PING_INTERVAL
-            wake_at = min(expires - REAUTH_MARGIN - now, renew_at - now, ping_at - mono)
+            wake_at = min(reauth_at - now, renew_at - now, ping_at - mono)
             ws.settimeout(max(0.05, wake_at))
             try:
                 opcode, data = ws.recv_data(control_frame=True)
@@ -245,6 +247,13 @@ class Subscription:
                 raise PushFailed(self.queue_id, f"{action} answered {status}: "
                                                 f"{json.dumps(frame.get('body'))[:200]}")
             return frame
+
+
+def _reauth_time(expires: float) -> float:
+    """When to authenticate again: REAUTH_MARGIN before `expires`, or halfway there for a
+    token that lives less than twice that (no login storm with short-lived tokens)."""
+    left = expires - time.time()
+    return expires - min(REAUTH_MARGIN, left / 2)
 
 
 def _decode(data: bytes) -> dict:

@@ -88,7 +88,8 @@ def test_token_is_renewed_on_the_open_socket_before_it_expires(fakecloud, wsserv
         sub.stop()
 
 
-def test_close_4003_reconnects_at_once(fakecloud, wsserver):
+def test_close_4003_reconnects_at_once(fakecloud, wsserver, monkeypatch):
+    monkeypatch.setattr(zaqar_push, "QUICK_CLOSE", 0.0)  # this connection counts as lived
     sub, events = subscription(fakecloud, wsserver.url)
     sub.start()
     try:
@@ -98,6 +99,20 @@ def test_close_4003_reconnects_at_once(fakecloud, wsserver):
         # no backoff wait before the new login and subscription
         events.wait_for("connected", count=2, timeout=zaqar_push.BACKOFF_FIRST * 0.7)
         assert len(wsserver.connections) == 2 and len(wsserver.tokens) == 2
+    finally:
+        sub.stop()
+
+
+def test_close_4003_right_after_connecting_backs_off(fakecloud, wsserver):
+    sub, events = subscription(fakecloud, wsserver.url)
+    sub.start()
+    try:
+        events.wait_for("connected")
+        lost_at = time.monotonic()
+        wsserver.close_all(zaqar_push.CLOSE_AUTH_EXPIRED, "Authentication expired.")
+        events.wait_for("connected", count=2, timeout=5)
+        # not a tight loop against a server that keeps closing: the first backoff step
+        assert time.monotonic() - lost_at >= zaqar_push.BACKOFF_FIRST * 0.75
     finally:
         sub.stop()
 

@@ -40,6 +40,7 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 60.0
 STABLE_AFTER = 30.0  # a connection that lived this long starts the backoff over
 CLOSE_AUTH_EXPIRED = 4003  # Zaqar's close code when the token it was given expired
+QUICK_CLOSE = 1.0  # a 4003 sooner than this after connecting is retried with backoff
 
 EVENTS = ("connected", "message", "lost")
 
@@ -139,7 +140,9 @@ class Subscription:
                 log.warning("zaqar push: queue %s: cannot subscribe (%s); polling, retrying",
                             self.queue_id, reason)
             last_reason = reason
-            if time.monotonic() - started > STABLE_AFTER or retry_now:
+            lasted = time.monotonic() - started
+            retry_now = retry_now and lasted > QUICK_CLOSE  # closed at once again: back off
+            if lasted > STABLE_AFTER or retry_now:
                 delay = BACKOFF_FIRST
             if not retry_now:
                 # Jittered so that many guests do not come back in step after a Zaqar restart.

@@ -13,12 +13,18 @@ Optional methods the agent looks for:
   answering False, every `polling_interval` (each poll costs the cloud a token or signature
   check and a database read, or a device scan).
 - `release()`: every deployment of the last document has run (zaqar lets its message go).
+- `on_push(callback) -> bool`, `pushing() -> bool`, `close()`: push (zaqar over Zaqar's
+  websocket). The daemon calls `on_push` once per collector; `callback()` then runs on the
+  collector's own thread whenever the source should be polled now (a change was pushed, the
+  channel came up, or it was lost) and must only mark the source due and wake the loop. While
+  `pushing()` is True, polling the source once per `polling_interval` is enough (no fast-poll
+  window). `close()` ends the channel when the collector is replaced or the agent stops.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from guestagent.state import SourceCache
 
@@ -50,3 +56,23 @@ def cheap_poll(collector: object, previous: SourceCache | None) -> bool:
     """Whether polling `collector` now is cheap (see the module docstring)."""
     method = getattr(collector, "cheap_poll", None)
     return bool(method is not None and method(previous))
+
+
+def wire_push(collector: object, callback: Callable[[], None]) -> bool:
+    """Ask `collector` to call `callback()` when it should be polled now (see the module
+    docstring); False when it offers no push (or push is off for it)."""
+    method = getattr(collector, "on_push", None)
+    return bool(method is not None and method(callback))
+
+
+def pushing(collector: object) -> bool:
+    """Whether `collector`'s push channel is live now."""
+    method = getattr(collector, "pushing", None)
+    return bool(method is not None and method())
+
+
+def close(collector: object) -> None:
+    """End whatever `collector` keeps open (its push channel); a no-op for most."""
+    method = getattr(collector, "close", None)
+    if method is not None:
+        method()

@@ -13,21 +13,19 @@ from __future__ import annotations
 import sys
 
 from guestagent import agent, cli
+from guestagent.collectors import base
 
 
 class PushAgent(agent.Agent):
     """Agent + the push contract of collectors (on_push / pushing)."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        self._wired: set[int] = set()
-        super().__init__(*args, **kwargs)
-
     def _collector(self, name: str):
+        old = self._collectors.get(name)
         collector = super()._collector(name)
-        on_push = getattr(collector, "on_push", None)
-        if on_push is not None and id(collector) not in self._wired:
-            self._wired.add(id(collector))
-            on_push(lambda: self.pushed(name))
+        if old is None or old[1] is not collector:  # just built (first use or new options)
+            if old is not None:
+                base.close(old[1])  # its subscription goes with it
+            base.wire_push(collector, lambda: self.pushed(name))
         return collector
 
     def pushed(self, name: str) -> None:
@@ -37,8 +35,7 @@ class PushAgent(agent.Agent):
 
     def _due_at(self, name: str, now: float) -> float:
         known = self._collectors.get(name)
-        pushing = getattr(known[1], "pushing", None) if known else None
-        if pushing is not None and pushing():
+        if known is not None and base.pushing(known[1]):
             polled_at = self._polled_at.get(name)
             return now if polled_at is None else polled_at + self.settings.polling_interval
         return super()._due_at(name, now)

@@ -154,6 +154,7 @@ class Agent:
 
     def run_forever(self, on_pass: Callable[[PassResult], None] | None = None) -> None:
         """Poll until stop_event is set; reload configuration when reload_event is set."""
+        self.poller.on_wake = self.wake.set  # a source that pushes changes wakes the loop
         while not self.stop_event.is_set():
             if self.reload_event.is_set():
                 self.reload_event.clear()
@@ -177,6 +178,7 @@ class Agent:
                 on_pass(result)
             self.wake.wait(max(wait_at_least, self.next_wait()))
             self.wake.clear()
+        self.poller.close()
 
     def _loop_error(self, error: str | None) -> None:
         # A pass that keeps failing shows in `status` and `doctor` (health.json).

@@ -97,6 +97,12 @@ class KeystoneClient:
                 self._endpoints[key] = _pick(token, service_type, interface, self.creds)
             return self._endpoints[key]
 
+    def token(self) -> tuple[str, float]:
+        """A valid token and its expiry (epoch seconds, this guest's clock): the one in hand,
+        or a new login when it nears its end (the zaqar websocket authenticates with it)."""
+        token = self._valid_token(self._deadline())
+        return token.id, token.expires
+
     def request(self, method: str, url: str, *, headers: dict | None = None,
                 data: bytes | None = None, json_body: Any = None,
                 max_body: int = http.DEFAULT_MAX_BODY,

@@ -67,6 +67,8 @@ class SourcePoller:
         self._collectors: dict[str, tuple[str, Collector]] = {}
         self._polled_at: dict[str, float] = {}    # a source absent here is due now
         self._digest: str | None = None
+        # Set by the daemon: sources that can push (zaqar's websocket) then wake it.
+        self.on_wake: Callable[[], None] | None = None
 
     def cached_view(self, names: Iterable[str]) -> dict:
         """The merged last good copies on disk (after a restart, before any poll)."""
@@ -150,6 +152,8 @@ class SourcePoller:
         if polled_at is None:
             return now
         known = self._collectors.get(name)
+        if known is not None and known[1].pushing():
+            return polled_at + settings.polling_interval  # changes are pushed: a safety poll
         if known is not None and known[1].cheap_poll(self.statedir.load_source(name)):
             interval = settings.conditional_polling_interval
             if now - self.last_change < settings.fast_poll_period:
@@ -207,9 +211,27 @@ class SourcePoller:
         known = self._collectors.get(name)
         if known is None or known[0] != fingerprint:
             # Rebuilt only when its options change, so tokens and connections are reused.
+            if known is not None:
+                known[1].close()  # its push channel goes with it
             known = (fingerprint, collectors.build(name, options))
             self._collectors[name] = known
+            if self.on_wake is not None:
+                known[1].on_push(lambda: self._pushed(name))
         return known[1]
+
+    def _pushed(self, name: str) -> None:
+        # On the collector's own thread: make the source due now and wake the loop; no more.
+        self._polled_at.pop(name, None)
+        if self.on_wake is not None:
+            self.on_wake()
+
+    def close(self) -> None:
+        """End every collector's open channels (the agent stops)."""
+        for _, collector in self._collectors.values():
+            try:
+                collector.close()
+            except Exception as exc:  # noqa: BLE001 -- stopping: report, never raise
+                log.warning("source %s: closing failed: %s", collector.name, exc)
 
     def release(self) -> None:
         """Every deployment of the current metadata has run: a source that holds its snapshot

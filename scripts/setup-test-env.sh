@@ -15,13 +15,16 @@ APT_PACKAGES=(
   # image (systemd, dbus, diskimage):
   systemd dbus-daemon python3-dev gcc pkg-config libdbus-1-dev libglib2.0-dev
   libgirepository1.0-dev libcairo2-dev gobject-introspection debootstrap sudo docker.io
+  # e2e tier: Zaqar's message store (tests/e2e/lab/swiftzaqar)
+  redis-server
 )
 
 # Python packages beyond guestagent's own dependencies, one group per part.
 PIP_PACKAGES=(
   # spine
   "pytest>=7" "hypothesis>=6"
-  # sources:
+  # sources (zaqar push: guestagent[zaqar-push]):
+  "websocket-client>=1.6"
   # hooks:
   "ansible-core>=2.14" "docker>=6"
   # image:

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "guestagent"
 # Modules that start processes: subprocess, os.fork/exec*/spawn*/system/popen, pty.
 PROCESS_MODULES = {"process.py"}
 # Modules that speak HTTP (and the transports under it).
-HTTP_MODULES = {"http.py", "keystone.py", "netenv.py"}  # netenv: the proxy environment
+# netenv: the proxy environment; zaqar_push: the websocket subscription of the zaqar source.
+HTTP_MODULES = {"http.py", "keystone.py", "netenv.py", "collectors/zaqar_push.py"}
 HTTP_IMPORTS = ("requests", "http.client", "urllib.request", "urllib3", "keystoneauth1",
                 "websocket", "aiohttp", "httpx")
 # Modules that create or rewrite files themselves; everyone else goes through

@@ -61,8 +61,9 @@ REGISTRY: dict[str, Source] = {
     "zaqar": Source("guestagent.collectors.zaqar", {
         **_KEYSTONE, "queue_id": _text(True), **_TLS, "timeout": seconds(0.1),
         "client_id": _text(), "claim_ttl": Option("count", 60, 43200),
-        # os-collect-config's: websockets are not used (polling), TLS is verified by default
-        "use_websockets": Option("bool", metadata=True, effect=False),
+        # push over Zaqar's websocket: unset = when the catalog offers it; false = poll only
+        "use_websockets": Option("bool", metadata=True), "websocket_url": Option("url"),
+        # os-collect-config's: TLS is verified by default
         "ssl_certificate_validation": Option("bool", effect=False)}),
 }
 

@@ -5,11 +5,18 @@ A collector subclasses `Collector` and implements `collect(previous)`: it return
 failed; the last good copy stays in effect). A module builds its collector with
 `build(options)`, raising `SourceNotConfigured` when the options lack what it needs.
 The other methods have defaults a collector overrides when it has more to say.
+Push (zaqar over Zaqar's websocket): the daemon calls `on_push(callback)` once per
+collector; `callback()` then runs on the collector's own thread whenever the source should
+be polled now (a change was pushed, the channel came up, or it was lost) and must only mark
+the source due and wake the loop. While `pushing()` is True, polling the source once per
+`polling_interval` is enough. `close()` ends the channel when the collector is replaced or
+the agent stops.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from guestagent.state import SourceCache
 
@@ -49,3 +56,14 @@ class Collector:
 
     def release(self) -> None:
         """Every deployment of the last document has run (zaqar lets its message go)."""
+
+    def on_push(self, callback: Callable[[], None]) -> bool:
+        """Call `callback()` when the source should be polled now; False: no push here."""
+        return False
+
+    def pushing(self) -> bool:
+        """Whether the push channel is live now."""
+        return False
+
+    def close(self) -> None:
+        """End whatever the collector keeps open (its push channel)."""

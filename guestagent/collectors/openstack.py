@@ -16,7 +16,7 @@ def verify_option(options: Mapping[str, Any]) -> bool | str:
     ca = options.get("ca_certificate") or options.get("ca_file")  # ca_file: old [zaqar] name
     if ca:
         return str(ca)
-    return not _truthy(options.get("insecure", False))
+    return not truthy(options.get("insecure", False))
 
 
 def credentials(source: str, options: Mapping[str, Any], extra: tuple[str, ...] = ()) -> Credentials:
@@ -37,5 +37,6 @@ def timeout_option(options: Mapping[str, Any]) -> float | None:
     return float(value) if value else None
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
+    """An option's yes/no value as a bool (true, yes, on, 1)."""
     return str(value).strip().lower() in ("1", "true", "yes", "on")

@@ -4,7 +4,13 @@ Non-destructive: each poll claims the queue's messages; the newest one is the cu
 snapshot and stays claimed ("held") until the agent calls `release()` once the deployments of
 that snapshot have finished; older ones are superseded (Heat sends the full metadata each
 time) and deleted at once. If the agent dies before releasing, the claim expires and the same
-snapshot comes back on the next start. Polling only (no websocket subscription).
+snapshot comes back on the next start.
+
+Push (daemon only): `on_push(callback)` subscribes to the queue over Zaqar's websocket API
+(zaqar_push.py) and calls `callback()` whenever the queue may hold something new; the agent then
+polls this source at once. While `pushing()` is True a poll is only a safety net. Option
+`use_websockets` (os-collect-config's name): unset = push when the catalog offers a
+`messaging-websocket` endpoint, false = never; `websocket_url` overrides the catalog.
 """
 
 from __future__ import annotations
@@ -12,11 +18,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 from urllib.parse import quote
 
 from guestagent import keystone
-from guestagent.collectors.base import Collected, Collector, NOT_MODIFIED
-from guestagent.collectors.openstack import credentials
+from guestagent.collectors.base import NOT_MODIFIED, Collected, Collector
+from guestagent.collectors.openstack import credentials, truthy
 from guestagent.collectors.replies import MAX_BODY, describe, json_reply
 from guestagent.errors import KeystoneError, SourceUnavailable, TransportError
 from guestagent.logs import escape
@@ -45,8 +52,12 @@ class Zaqar(Collector):
     client_id: str
     claim_ttl: int = CLAIM_TTL
     name: str = "zaqar"
+    use_websockets: bool | None = None  # None: when the catalog has the endpoint
+    websocket_url: str | None = None
     _held: _Held | None = field(default=None, repr=False)
     _superseded: set = field(default_factory=set, repr=False)
+    _push: object = field(default=None, repr=False)  # zaqar_push.Subscription once started
+    _listeners: list = field(default_factory=list, repr=False)
 
     def collect(self, previous=None):
         """The newest metadata snapshot in the queue, or NOT_MODIFIED when none is new."""
@@ -87,6 +98,44 @@ class Zaqar(Collector):
         if self._held is not None:
             self._delete(self._held.id, self._held.claim_id)
             self._held = None
+
+    # ---- push ----------------------------------------------------------------------------------
+
+    def on_push(self, callback: Callable[[], None]) -> bool:
+        """Call `callback()` (from the subscription's thread; keep it quick) whenever this source
+        should be polled now: a post was pushed, the subscription (re)started, or it was lost.
+        Starts the subscription on first use. False when push is off here: `use_websockets`
+        is false or the websocket client library is not installed."""
+        if self.use_websockets is False:
+            return False
+        self._listeners.append(callback)
+        if self._push is None:
+            import importlib.util
+
+            if importlib.util.find_spec("websocket") is None:  # extra guestagent[zaqar-push]
+                log.warning("zaqar: push needs the websocket-client package "
+                            "(guestagent[zaqar-push]); polling only")
+                return False
+            from guestagent.collectors.zaqar_push import Subscription
+
+            self._push = Subscription(self.creds, self.queue_id, self.client_id,
+                                      self._pushed, url=self.websocket_url)
+            self._push.start()
+        return True
+
+    def pushing(self) -> bool:
+        """True while the subscription is live: every change is pushed, so polls are only a
+        safety net (one per polling_interval is plenty)."""
+        return self._push is not None and self._push.live
+
+    def close(self) -> None:
+        """End the subscription (the collector is dropped or the agent stops)."""
+        if self._push is not None:
+            self._push.stop()
+
+    def _pushed(self, event: str) -> None:
+        for callback in list(self._listeners):
+            callback()
 
     # ---- Zaqar v2 requests ------------------------------------------------------------------
 
@@ -141,5 +190,8 @@ def build(options: dict) -> Zaqar:
     creds = credentials("zaqar", options, extra=("queue_id",))
     client_id = options.get("client_id") or str(
         uuid.uuid5(uuid.NAMESPACE_URL, f"guestagent:{creds.user_id}:{options['queue_id']}"))
+    websockets = options.get("use_websockets")
     return Zaqar(creds, str(options["queue_id"]), str(client_id),
-                 claim_ttl=int(options.get("claim_ttl") or CLAIM_TTL))
+                 claim_ttl=int(options.get("claim_ttl") or CLAIM_TTL),
+                 use_websockets=None if websockets in (None, "") else truthy(websockets),
+                 websocket_url=options.get("websocket_url") or None)

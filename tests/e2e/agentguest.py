@@ -21,6 +21,11 @@ from guestagent.state import StateDir, write_json
 from tests.e2e.heatapi import HeatClient, Stack, poll
 from tests.support.agent import run_agent, start_agent
 
+# each config transport with the signal transport of its own kind
+PAIRS = [("POLL_SERVER_HEAT", "HEAT_SIGNAL"), ("POLL_SERVER_CFN", "CFN_SIGNAL"),
+         ("POLL_TEMP_URL", "TEMP_URL_SIGNAL"), ("ZAQAR_MESSAGE", "ZAQAR_SIGNAL")]
+
+
 def script_outputs(message: str) -> dict:
     """The outputs Heat should show for a deployment of ``message`` that succeeded."""
     return {"result": f"done: {message}", "deploy_stdout": f"message: {message}\n",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import labctl
+from tests.e2e import labctl, swiftzaqar
 from tests.e2e.agentguest import AgentGuest, Timings
 from tests.e2e.heatapi import HeatClient, StackFactory, keystone_login
 
@@ -45,6 +45,20 @@ def lab() -> Iterator[labctl.Lab]:
     yield the_lab
     if started and os.environ.get("HEATLAB_KEEP") != "1":
         labctl.stop(the_lab)
+
+
+@pytest.fixture(scope="session")
+def swift_zaqar(lab: labctl.Lab) -> Iterator[swiftzaqar.SwiftZaqar]:
+    """Real Swift and Zaqar beside the lab (registered in its Keystone): set up and started
+    for this session, or re-used. A failure to start fails the tests, never skips them."""
+    services = swiftzaqar.current(lab)
+    try:
+        started = swiftzaqar.ensure_running(services)
+    except labctl.LabError as error:
+        pytest.fail(f"Swift/Zaqar unavailable ({ENABLE}=1): {error}", pytrace=False)
+    yield services
+    if started and os.environ.get("HEATLAB_KEEP") != "1":
+        services.stop()
 
 
 @pytest.fixture(scope="session")

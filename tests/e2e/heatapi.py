@@ -216,8 +216,9 @@ class StackFactory:
     def __init__(self, heat: HeatClient, templates: Path, prefix: str) -> None:
         self.heat = heat
         self.templates = templates
-        # Heat wants names that start with a letter: [A-Za-z][A-Za-z0-9_.-]*
-        self.prefix = "e2e-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", prefix)[:60]
+        # Heat wants names that start with a letter: [A-Za-z][A-Za-z0-9_.-]*; and short ones:
+        # ZAQAR_SIGNAL's queue is named "<stack>-deployment-<12 chars>", at most 64 for Zaqar
+        self.prefix = "e2e-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", prefix)[:24]
         self.run = uuid.uuid4().hex[:6]
         self.count = itertools.count(1)
         self.live: list[Stack] = []

@@ -1,30 +1,44 @@
-"""guestagent against real Heat: a stack update and a stack delete (issue 3, 3 and 4)."""
+"""guestagent against real Heat: a stack update and a stack delete, for every config transport
+(issue 3, 3 and 4; issue 13, 1)."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.agentguest import AgentGuest, Timings, script_outputs, stack_left, wait_done
+from tests.e2e.agentguest import (
+    PAIRS,
+    AgentGuest,
+    Timings,
+    script_outputs,
+    stack_left,
+    wait_done,
+)
 from tests.e2e.heatapi import HeatClient, StackFactory
+from tests.e2e.swiftzaqar import SwiftZaqar
+
+IDS = [transport for transport, _ in PAIRS]
 
 
-def test_agent_reruns_the_deployment_on_update(heat: HeatClient, stacks: StackFactory,
+@pytest.mark.parametrize(("transport", "signal"), PAIRS, ids=IDS)
+def test_agent_reruns_the_deployment_on_update(transport: str, signal: str, heat: HeatClient,
+                                               swift_zaqar: SwiftZaqar, stacks: StackFactory,
                                                guest: AgentGuest, timings: Timings) -> None:
     started = time.monotonic()
-    stack = stacks.create(software_config_transport="POLL_SERVER_HEAT",
-                          signal_transport="HEAT_SIGNAL", message="first")
+    stack = stacks.create(software_config_transport=transport, signal_transport=signal,
+                          message="first")
     guest.boot(stack.os_collect_config)
     guest.run_until("the stack's create to end", stack_left(heat, stack, "CREATE_IN_PROGRESS"))
     assert heat.wait_for_status(stack, "CREATE_COMPLETE", timeout=10)["result"] == "done: first"
-    timings.record("update scenario: create", started)
+    timings.record(f"update scenario ({transport} + {signal}): create", started)
     created = guest.entry("CREATE")
 
     started = time.monotonic()
     heat.update_stack(stack, {"message": "second"})
     updated = wait_done(guest, "UPDATE")
     outputs = heat.wait_for_status(stack, "UPDATE_COMPLETE")
-    timings.record("update scenario: update (to UPDATE_COMPLETE)", started)
+    timings.record(f"update scenario ({transport} + {signal}): update (to UPDATE_COMPLETE)",
+                   started)
     expected = script_outputs("second")
     assert {key: outputs[key] for key in expected} == expected
 
@@ -39,11 +53,10 @@ def test_agent_reruns_the_deployment_on_update(heat: HeatClient, stacks: StackFa
     assert journal[created.id].finished_at == created.finished_at
 
 
-@pytest.mark.parametrize(("transport", "signal"), [("POLL_SERVER_CFN", "CFN_SIGNAL"),
-                                                  ("POLL_SERVER_HEAT", "HEAT_SIGNAL")])
+@pytest.mark.parametrize(("transport", "signal"), PAIRS, ids=IDS)
 def test_agent_runs_the_delete_action(transport: str, signal: str, heat: HeatClient,
-                                      stacks: StackFactory, guest: AgentGuest,
-                                      timings: Timings) -> None:
+                                      swift_zaqar: SwiftZaqar, stacks: StackFactory,
+                                      guest: AgentGuest, timings: Timings) -> None:
     started = time.monotonic()
     stack = stacks.create(software_config_transport=transport, signal_transport=signal,
                           actions="CREATE,DELETE", message="delete me")

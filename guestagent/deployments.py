@@ -288,7 +288,7 @@ class Plan:
 
 
 def plan(deployments: Iterable[Deployment], journal: Mapping[str, Any],
-         already_deployed: "callable[[str], bool]" = lambda _id: False) -> Plan:
+         already_deployed: callable[[str], bool] = lambda _id: False) -> Plan:
     """Every deployment not yet finished, in list order; and journal keys that vanished.
 
     `journal` maps keys to JournalEntry; `already_deployed(id)` says whether an

@@ -16,8 +16,6 @@ them. Every request, Keystone's included, trusts the same certificates (`_tls_co
 from __future__ import annotations
 
 import io
-import json
-import logging
 import os
 import select
 import threading

@@ -239,7 +239,7 @@ class SourcePoller:
         for _, collector in self._collectors.values():
             try:
                 collector.release()
-            except Exception as exc:  # a collector's bug must not end the pass
+            except Exception as exc:  # noqa: BLE001 -- a collector's bug must not end the pass
                 log.warning("%s (will release it on a later pass)", exc)
 
     def make_all_due(self) -> None:

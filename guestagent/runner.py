@@ -16,8 +16,14 @@ from typing import Callable, Mapping
 from guestagent import deployments, hooks, logs, passlog, process, signals
 from guestagent.config import Settings
 from guestagent.deployments import Deployment
-from guestagent.errors import (GuestAgentError, HookNotFound, InvalidDeployment, SignalFailed,
-                               StateError, UntrustedPath)
+from guestagent.errors import (
+    GuestAgentError,
+    HookNotFound,
+    InvalidDeployment,
+    SignalFailed,
+    StateError,
+    UntrustedPath,
+)
 from guestagent.hooks.base import HookContext, HookResult
 from guestagent.journal import RECEIVED, RUNNING, Journal, JournalEntry
 from guestagent.outbox import SECRET_INPUTS, Outbox
@@ -80,7 +86,7 @@ class DeploymentRunner:
                 self._contain(dep, result, exc)  # a planted path fails this deployment only
             except StateError:
                 raise  # the disk, not the deployment: nothing further can be recorded
-            except Exception as exc:  # one deployment's bug must not stop the others
+            except Exception as exc:  # noqa: BLE001 -- one deployment's bug must not stop the rest
                 self._contain(dep, result, exc)
         # After the runs: an UPDATE is a new id replacing the old one under the same name, and
         # the old id's cleanup must not undo what the new one just applied (docker-compose).

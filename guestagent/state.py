@@ -217,7 +217,7 @@ class StateDir:
         self.root = Path(self.root).absolute()
 
     # -- layout ---------------------------------------------------------
-    def ensure(self) -> "StateDir":
+    def ensure(self) -> StateDir:
         """Create the layout; UntrustedPath when the state directory (or a directory in it) is
         another user's, writable by others, or a symbolic link."""
         try:

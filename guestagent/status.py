@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from guestagent.journal import (FINISHED, RECEIVED, REFUSED, RUNNING, SIGNALLED, Journal,
-                                JournalEntry)
+from guestagent.journal import (
+    FINISHED,
+    RECEIVED,
+    REFUSED,
+    RUNNING,
+    SIGNALLED,
+    Journal,
+    JournalEntry,
+)
 from guestagent.state import HEALTH_FILE, StateDir, read_json
 
 OK, FAILED, DEGRADED = 0, 1, 2

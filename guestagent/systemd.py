@@ -59,7 +59,7 @@ class Notifier:
         self.watchdog_usec = watchdog_usec
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Notifier":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Notifier:
         """Read NOTIFY_SOCKET and WATCHDOG_USEC (honouring WATCHDOG_PID) as systemd set them."""
         environ = os.environ if environ is None else environ
         usec = environ.get("WATCHDOG_USEC", "")
@@ -117,7 +117,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         interval = self.notifier.watchdog_interval
         if interval and self._thread is None:
             self._thread = threading.Thread(target=self._run, args=(interval,),

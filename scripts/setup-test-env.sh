@@ -21,8 +21,8 @@ APT_PACKAGES=(
 
 # Python packages beyond guestagent's own dependencies, one group per part.
 PIP_PACKAGES=(
-  # spine
-  "pytest>=7" "hypothesis>=6"
+  # spine (ruff: the lint scripts/test.sh runs first)
+  "pytest>=7" "hypothesis>=6" "ruff>=0.6"
   # sources (zaqar push: guestagent[zaqar-push]):
   "websocket-client>=1.6"
   # hooks:

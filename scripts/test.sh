@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
+# Lint first: a finding fails the run (config in pyproject.toml).
+.venv/bin/ruff check guestagent tests bench
 exec .venv/bin/python -m pytest "$@"

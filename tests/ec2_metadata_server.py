@@ -69,7 +69,7 @@ def main():
     try:
         doc = build("ec2", options).collect(None).document
         print(json.dumps({"document": doc, "requests": seen}))
-    except Exception as exc:  # reported to the test, which asserts on it
+    except Exception as exc:  # noqa: BLE001 -- reported to the test, which asserts on it
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}", "requests": seen}))
 
 

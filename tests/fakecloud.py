@@ -121,7 +121,7 @@ class FakeCloud:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> "FakeCloud":
+    def start(self) -> FakeCloud:
         handler = type("Handler", (_Handler,), {"cloud": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         if self.tls:
@@ -502,7 +502,8 @@ class _Handler(BaseHTTPRequestHandler):
             project_id = auth["scope"]["project"]["id"]
         except (TypeError, KeyError, AssertionError):
             raise _Reply(400, {"error": {"code": 400, "title": "Bad Request",
-                                         "message": "Expecting to find auth in request body."}})
+                                         "message": "Expecting to find auth in request body."}}
+                         ) from None
         known = cloud._users.get(user_id)
         if known is None or not hmac.compare_digest(known[0], password) or known[1] != project_id:
             raise _Reply(401, UNAUTHORIZED)
@@ -667,7 +668,8 @@ class _Handler(BaseHTTPRequestHandler):
                                     client_id, now) for m in rec.json["messages"]]
                 except (TypeError, KeyError, ValueError):
                     raise _Reply(400, {"title": "Invalid API request",
-                                       "description": "Missing \"messages\" or \"body\""})
+                                       "description": "Missing \"messages\" or \"body\""}
+                                 ) from None
                 live.extend(new)
                 for m in new:
                     self.cloud.signals.append(("ZAQAR_SIGNAL", queue, m.body))

@@ -2,7 +2,6 @@
 heat-config runner, and applies a deployment's unit restarts."""
 
 import json
-import os
 
 from guestagent.refresh import SHIPPED
 from tests.support.agent import deployment, run_agent, signals_for

@@ -1,7 +1,6 @@
 """Bad input: each gives a clear error or a correct result, the others still run, and nothing
 is written outside the state directory."""
 
-import json
 import os
 
 import pytest
@@ -141,7 +140,7 @@ def test_state_files_are_private(fakecloud, tmp_path):
     fakecloud.set_metadata({"deployments": [dep]})
     state = tmp_path / "state"
     assert once(fakecloud, state).returncode == 0
-    for directory, dirs, files in os.walk(state):
+    for directory, _dirs, files in os.walk(state):
         assert os.stat(directory).st_mode & 0o077 == 0, directory
         for name in files:
             path = os.path.join(directory, name)

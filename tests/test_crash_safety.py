@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 
 from tests.support.agent import deployment, run_agent, signals_for, start_agent
 from tests.support.wait import wait_until

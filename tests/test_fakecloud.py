@@ -3,7 +3,6 @@
 import base64
 import hashlib
 import hmac
-import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 

@@ -9,8 +9,18 @@ import pytest
 
 from guestagent import deployments, journal
 from guestagent.errors import IllegalMove
-from guestagent.journal import (FINISHED, GONE, MOVES, RECEIVED, REFUSED, RUNNING, SIGNALLED,
-                                STATES, Journal, JournalEntry)
+from guestagent.journal import (
+    FINISHED,
+    GONE,
+    MOVES,
+    RECEIVED,
+    REFUSED,
+    RUNNING,
+    SIGNALLED,
+    STATES,
+    Journal,
+    JournalEntry,
+)
 from guestagent.state import StateDir
 
 # One call per move, with the arguments its function takes.
@@ -147,7 +157,6 @@ def test_a_corrupt_entry_fails_its_deployment_and_is_not_run_again(tmp_path):
     """The documented rule: a deployment whose journal entry is corrupt is not run blind a
     second time; --once fails and `status` names the directory."""
     import subprocess
-    import sys
 
     from guestagent import status
     from tests.support.agent import agent_argv

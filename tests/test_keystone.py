@@ -132,7 +132,8 @@ def test_the_login_backoff_doubles_and_resets_on_success(fakecloud):
     fakecloud.add_user("agent", "right")
     creds = keystone.Credentials(fakecloud.auth_url, "agent", "wrong", fakecloud.project_id)
     client = keystone.KeystoneClient(creds, clock=lambda: now[0])
-    logins = lambda: sum(r.path.endswith("/auth/tokens") for r in fakecloud.requests)
+    def logins() -> int:
+        return sum(r.path.endswith("/auth/tokens") for r in fakecloud.requests)
     for failures, delay in [(1, 2.0), (2, 4.0), (3, 8.0)]:
         with pytest.raises(KeystoneError, match="credentials refused") as err:
             client.endpoint("orchestration")

@@ -10,8 +10,8 @@ from email.mime.text import MIMEText
 import pytest
 
 from guestagent.collectors import build
-from guestagent.collectors.config_drive import cfn_init_data, find_device
 from guestagent.collectors.base import NOT_MODIFIED
+from guestagent.collectors.config_drive import cfn_init_data, find_device
 from guestagent.errors import SourceUnavailable
 from guestagent.state import SourceCache
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from guestagent import config, deployments, journal, signals, state
-from guestagent.poller import merge_documents as merge
 from guestagent.errors import ConfigError
+from guestagent.poller import merge_documents as merge
 
 
 def test_settings_precedence(tmp_path):

@@ -43,7 +43,7 @@ class Collector:
 
     name = "?"
 
-    def collect(self, previous: SourceCache | None) -> "Collected | _NotModified":
+    def collect(self, previous: SourceCache | None) -> Collected | _NotModified:
         """A fresh document, NOT_MODIFIED, or SourceUnavailable."""
         raise NotImplementedError
 

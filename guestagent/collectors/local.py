@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guestagent.collectors.jsonfiles import (FileSource, Signature, check_trusted,
-                                             path_option, read_object, stamp)
+from guestagent.collectors.jsonfiles import (
+    FileSource,
+    Signature,
+    check_trusted,
+    path_option,
+    read_object,
+    stamp,
+)
 from guestagent.errors import SourceUnavailable
 
 DEFAULT_PATH = "/var/lib/os-collect-config/local-data"

@@ -93,8 +93,8 @@ def collect_documents(loaded: config.Loaded) -> tuple[dict[str, dict], list[str]
     modified"), and the sources that failed. Sources the metadata adds (Heat's
     os-collect-config key) are polled too."""
     from guestagent import collectors, state
-    from guestagent.poller import merge_documents as merge
     from guestagent.collectors.base import NOT_MODIFIED
+    from guestagent.poller import merge_documents as merge
 
     settings = loaded.settings()
     store = state.StateDir(settings.state_dir)

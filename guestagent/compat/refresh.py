@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 from guestagent import refresh, state, templates
-from guestagent.errors import StateError
 from guestagent.compat import parser as compat_parser
+from guestagent.errors import StateError
 from guestagent.state import safe_component
 
 DEFAULT_LOCKFILE = "/var/run/os-refresh-config.lock"

@@ -23,9 +23,17 @@ import yaml
 
 from guestagent.deployments import Deployment
 from guestagent.errors import InvalidDeployment
-from guestagent.hooks.base import (Hook, HookContext, HookResult, clear_outputs, option_text,
-                                   read_outputs, result_from_process, tool_command,
-                                   write_private)
+from guestagent.hooks.base import (
+    Hook,
+    HookContext,
+    HookResult,
+    clear_outputs,
+    option_text,
+    read_outputs,
+    result_from_process,
+    tool_command,
+    write_private,
+)
 from guestagent.state import safe_component
 
 INSTALL_HINT = "install it with `pip install ansible-core` or `apt-get install ansible-core`"

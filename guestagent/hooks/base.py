@@ -55,7 +55,7 @@ class HookResult:
 
     @classmethod
     def passthrough(cls, reply: dict[str, Any], status_code: int, stdout: str, stderr: str,
-                    outputs: dict[str, Any]) -> "HookResult":
+                    outputs: dict[str, Any]) -> HookResult:
         """A result whose `response()` is `reply` verbatim (a "0" status stays "0") while
         the typed fields (what the journal and logs use) hold the parsed values."""
         result = cls(status_code=status_code, stdout=stdout, stderr=stderr, outputs=outputs,

@@ -23,8 +23,15 @@ import yaml
 
 from guestagent.deployments import Deployment
 from guestagent.errors import HookFailed, InvalidDeployment
-from guestagent.hooks.base import (Hook, HookContext, HookResult, option_flag, result_from_process,
-                                   tool_command, write_private)
+from guestagent.hooks.base import (
+    Hook,
+    HookContext,
+    HookResult,
+    option_flag,
+    result_from_process,
+    tool_command,
+    write_private,
+)
 from guestagent.state import safe_component
 
 COMPOSE_FILE = "docker-compose.yml"

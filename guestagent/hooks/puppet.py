@@ -17,9 +17,19 @@ import time
 from pathlib import Path
 
 from guestagent.deployments import Deployment
-from guestagent.hooks.base import (Hook, HookContext, HookResult, clear_outputs, option_flag,
-                                   option_text, read_outputs, result_from_process, tool_command,
-                                   write_destination, write_private)
+from guestagent.hooks.base import (
+    Hook,
+    HookContext,
+    HookResult,
+    clear_outputs,
+    option_flag,
+    option_text,
+    read_outputs,
+    result_from_process,
+    tool_command,
+    write_destination,
+    write_private,
+)
 from guestagent.state import safe_component
 
 INSTALL_HINT = "install it with `apt-get install puppet` or the puppet-agent package"

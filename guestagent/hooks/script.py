@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from guestagent.deployments import Deployment
-from guestagent.hooks.base import (Hook, HookContext, HookResult, clear_outputs, read_outputs,
-                                   result_from_process, write_private)
+from guestagent.hooks.base import (
+    Hook,
+    HookContext,
+    HookResult,
+    clear_outputs,
+    read_outputs,
+    result_from_process,
+    write_private,
+)
 from guestagent.state import safe_component
 
 

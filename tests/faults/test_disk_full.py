@@ -83,7 +83,8 @@ def test_disk_full_then_space_returns(fakecloud, tmp_path, small_fs):
             os.truncate(filler, size - pages * PAGE)
             size -= pages * PAGE
             polls = len(fakecloud.requests)
-            fakecloud.wait_for(lambda: len(fakecloud.requests) >= polls + 5, timeout=30)
+            fakecloud.wait_for(lambda polls=polls: len(fakecloud.requests) >= polls + 5,
+                               timeout=30)
             check_state(state, fakecloud)
 
         filler.unlink()

@@ -1,7 +1,6 @@
 """A hook that hangs is killed at its timeout with its whole process tree (children and a
 grandchild that ignores SIGTERM) and reported failed; the deployments after it still run."""
 
-import os
 import time
 
 from tests.support.agent import deployment, run_agent, signals_for

@@ -39,9 +39,10 @@ def test_metadata_server_faults_then_recovery(fakecloud, tmp_path):
             seen = polls(fakecloud)
             inject(fakecloud)
             # Several polls under the fault, the daemon alive through all of them.
-            fakecloud.wait_for(lambda: polls(fakecloud) >= seen + 3, timeout=60)
+            fakecloud.wait_for(lambda seen=seen: polls(fakecloud) >= seen + 3, timeout=60)
             assert daemon.poll() is None
-            wait_until(lambda: message in log.read_text(), what=f"log line {message!r}")
+            wait_until(lambda message=message: message in log.read_text(),
+                       what=f"log line {message!r}")
             fakecloud.recover("/metadata")
             assert json.loads((state / "sources" / "request.json").read_text())["document"] \
                 == good

@@ -88,7 +88,7 @@ def test_run_exec_update_and_cleanup(engine, ctx, tmp_path):
     result = HOOK.cleanup(first, ctx)
     assert result.status_code == 0, result.stderr
     assert inspect(engine, "server")["Config"]["Labels"]["config_id"] == second.id
-    assert {"server", "job"} <= names(engine) and not suffixed[0] in names(engine)
+    assert {"server", "job"} <= names(engine) and suffixed[0] not in names(engine)
     assert HOOK.cleanup(second, ctx).status_code == 0
     assert not {"server", "job"} & names(engine)
 

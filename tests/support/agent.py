@@ -88,7 +88,7 @@ def deployment(cloud: FakeCloud, name: str, config: str, *, transport: str = "CF
 def signals_for(cloud: FakeCloud, name: str) -> list:
     """Bodies of the signals the cloud received for resource `name`, any transport."""
     found = []
-    for transport, target, body in list(cloud.signals):
+    for _transport, target, body in list(cloud.signals):
         if isinstance(body, (bytes, str)):
             body = json.loads(body)
         if target in (name, f"queue-{name}") or target.endswith(f"/{name}"):

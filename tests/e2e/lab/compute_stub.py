@@ -28,7 +28,7 @@ SERVER = re.compile(r"^/v2\.1/servers/([A-Za-z0-9-]+)$")
 class Handler(BaseHTTPRequestHandler):
     """GET /v2.1 and GET /v2.1/servers/<id>; nothing else."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if not self.headers.get("X-Auth-Token"):
             self.reply(401, {"error": {"code": 401, "message": "The request you have made "

@@ -27,16 +27,16 @@ from oslo_service import backend
 # the engine's thread groups must be real threads, as heat-engine sets up
 backend.init_backend(backend.BackendType.THREADING)
 
-from oslo_config import cfg  # noqa: E402
-from oslo_log import log as logging  # noqa: E402
-
-from heat.common import config  # noqa: E402
-from heat.common import messaging  # noqa: E402
-from heat.engine import template  # noqa: E402  (registers options the sanity check reads)
-from heat.rpc import api as rpc_api  # noqa: E402
-from heat import version  # noqa: E402
-
-import sqlite_immediate  # noqa: E402
+import sqlite_immediate
+from heat import version
+from heat.common import (
+    config,
+    messaging,
+)
+from heat.engine import template
+from heat.rpc import api as rpc_api
+from oslo_config import cfg
+from oslo_log import log as logging
 
 LOG = logging.getLogger("heat-allinone")
 STOP_GRACE_SECONDS = 5

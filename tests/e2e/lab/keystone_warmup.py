@@ -9,7 +9,6 @@ token validation, alone. Reads the lab's settings from the environment.
 """
 
 import requests
-
 from bootstrap_keystone import ENV, KEYSTONE, login
 
 reply = login({"name": "admin", "domain": {"id": "default"}, "password": ENV["ADMIN_PASSWORD"]},

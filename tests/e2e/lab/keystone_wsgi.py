@@ -13,4 +13,4 @@ import sqlite_immediate
 sys.argv = sys.argv[:1]
 sqlite_immediate.install()
 
-from keystone.wsgi.api import application  # noqa: E402,F401
+from keystone.wsgi.api import application  # noqa: F401

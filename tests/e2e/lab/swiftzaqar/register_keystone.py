@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bootstrap_keystone import Admin  # noqa: E402  (the lab's own helper, one directory up)
+from bootstrap_keystone import Admin
 
 ENV = os.environ
 HOST = ENV["LAB_HOST"]

@@ -15,6 +15,8 @@ APT_PACKAGES=(
   # image (systemd, dbus, diskimage):
   systemd dbus-daemon python3-dev gcc pkg-config libdbus-1-dev libglib2.0-dev
   libgirepository1.0-dev libcairo2-dev gobject-introspection debootstrap sudo docker.io
+  # the image booted (tests/vm): qemu, the ext4 root made by mkfs.ext4 -d
+  qemu-system-x86 e2fsprogs
 )
 
 # Python packages beyond guestagent's own dependencies, one group per part.

@@ -1,8 +1,10 @@
 """Boot the image with qemu-system-x86_64 inside the test's network namespace.
 
 - KVM when ``/dev/kvm`` works, else TCG (software emulation); ``GUESTAGENT_VM_ACCEL=kvm|tcg``
-  forces one. A KVM start that qemu refuses is retried once with TCG. ``VM.accel`` says
-  which ran (asked of qemu over QMP, not assumed).
+  forces one. KVM "works" when qemu starts with it and the kernel prints its first line
+  within ``KVM_PROBE`` seconds (nested KVM can open fine and then hang or fail to emulate
+  an instruction); otherwise qemu is stopped and started again with TCG. ``VM.accel`` says
+  which ran (asked of qemu over QMP, not assumed), ``VM.kvm_failure`` why KVM was left.
 - Serial port 0 (the console, with the journal forwarded to it) goes to ``console.log``,
   serial port 1 to ``ttyS1.log``: a file outside the guest, so what deployment scripts write
   there survives the guest's reboots and crashes.
@@ -27,6 +29,8 @@ from tests.vm.netns import GUEST_MAC, TAP, Namespace
 KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 net.ifnames=0 "
                "systemd.journald.forward_to_console=1")
 MEMORY_MB = 1024
+KVM_PROBE = 20.0  # seconds for a KVM guest's kernel to print its first line
+KERNEL_FIRST_LINE = "Linux version"
 QMP_TIMEOUT = 30
 
 
@@ -56,6 +60,7 @@ class VM:
         self.qmp_path = work / "qmp.sock"
         self.process: subprocess.Popen | None = None
         self.accel = ""
+        self.kvm_failure = ""
 
     def argv(self, accel: str) -> list[str]:
         """The qemu command line for ``accel`` (kvm or tcg)."""
@@ -74,13 +79,21 @@ class VM:
 
     def start(self) -> None:
         """Start qemu; returns once QMP answers (the guest is booting)."""
-        wanted = os.environ.get("GUESTAGENT_VM_ACCEL") or ("kvm" if kvm_works() else "tcg")
-        try:
-            self._start(wanted)
-        except VMError:
-            if wanted != "kvm" or os.environ.get("GUESTAGENT_VM_ACCEL"):
-                raise
-            self._start("tcg")  # /dev/kvm opens but qemu cannot use it
+        forced = os.environ.get("GUESTAGENT_VM_ACCEL")
+        if forced or not kvm_works():
+            self._start(forced or "tcg")
+            if not forced:
+                self.kvm_failure = "/dev/kvm cannot be opened read-write"
+        else:
+            try:
+                self._start("kvm")
+                self._wait(lambda: KERNEL_FIRST_LINE in self.console_text(),
+                           "the kernel's first line under KVM", KVM_PROBE)
+            except VMError as error:
+                self.kvm_failure = str(error).splitlines()[0]
+                self.stop()
+                self.console.unlink(missing_ok=True)
+                self._start("tcg")
         self.accel = "kvm" if self.qmp("query-kvm")["enabled"] else "tcg"
 
     def _start(self, accel: str) -> None:
@@ -154,6 +167,9 @@ class VM:
         while not condition():
             if self.process is None or self.process.poll() is not None:
                 raise VMError(f"qemu stopped while waiting for {what}")
+            status = self.qmp("query-status")["status"]
+            if status in ("internal-error", "guest-panicked", "shutdown"):
+                raise VMError(f"guest {status} while waiting for {what}")
             if time.monotonic() > deadline:
                 tail = self.console_text()[-3000:]
                 raise VMError(f"no {what} within {timeout:.0f} s; console ends:\n{tail}")

@@ -1,7 +1,7 @@
 """Fixtures of the VM boot test: the e2e lab, Heat, the built image, the step timings.
 
-The tests here are marked ``e2e`` and ``slow`` and run only with GUESTAGENT_E2E=1
-(as tests/e2e). A lab that is already running is used as it is (its setup script is
+test_vm_boot.py is marked ``e2e`` and ``slow`` and runs only with GUESTAGENT_E2E=1
+(as tests/e2e); test_vm_parts.py (the relay, the drive, the log check) is fast. A lab that is already running is used as it is (its setup script is
 not run again: another session may own it); one that is not is set up and started, and
 stopped at the end unless HEATLAB_KEEP=1. GUESTAGENT_VM_IMAGE=DIR uses an image built
 earlier by ``scripts/build-vm-image.sh DIR`` instead of building one.
@@ -27,10 +27,10 @@ FIGURES = pytest.StashKey[dict]()
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests under tests/vm ``e2e`` and ``slow``; skip them unless GUESTAGENT_E2E=1."""
+    """Mark the boot test ``e2e`` and ``slow``; skip it unless GUESTAGENT_E2E=1."""
     skip = pytest.mark.skip(reason="VM boot test (real Heat lab + qemu): set GUESTAGENT_E2E=1")
     for item in items:
-        if HERE in Path(item.path).resolve().parents:
+        if Path(item.path).resolve() == HERE / "test_vm_boot.py":
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.slow)
             if os.environ.get("GUESTAGENT_E2E") != "1":

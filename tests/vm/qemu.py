@@ -61,6 +61,7 @@ class VM:
         self.process: subprocess.Popen | None = None
         self.accel = ""
         self.kvm_failure = ""
+        self.started_at = 0.0  # time.monotonic() when the qemu that runs the guest started
 
     def argv(self, accel: str) -> list[str]:
         """The qemu command line for ``accel`` (kvm or tcg)."""
@@ -98,6 +99,7 @@ class VM:
 
     def _start(self, accel: str) -> None:
         self.qmp_path.unlink(missing_ok=True)
+        self.started_at = time.monotonic()
         with open(self.work / f"qemu-{accel}.log", "wb") as log:
             self.process = subprocess.Popen(self.namespace.exec_argv(self.argv(accel)),
                                             stdin=subprocess.DEVNULL, stdout=log,

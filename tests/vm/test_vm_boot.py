@@ -26,6 +26,7 @@ from tests.e2e.labctl import Lab
 from tests.vm import configdrive, netns
 from tests.vm.image import Image
 from tests.vm.qemu import VM
+from tests.vm.runlog import never_twice
 
 # The whole test's time budget (seconds): every wait gets what is left of it, so CI's
 # time is bounded whatever hangs. TCG boots take minutes on a loaded 2-core machine.
@@ -60,31 +61,6 @@ class Budget:
         return left
 
 
-def check_never_twice(lines: list[str]) -> list[tuple[str, str, str]]:
-    """Fail if a run starts while another runs; the (event, action, message) list.
-
-    A ``boot`` line ends every run (the machine restarted); ``end`` and ``killed`` end
-    the run of their PID.
-    """
-    running: set[str] = set()
-    events = []
-    for line in lines:
-        word, _, rest = line.partition(" ")
-        if word == "boot":
-            running.clear()
-            events.append(("boot", "", ""))
-            continue
-        pid, action, message = (rest.split(" ", 2) + ["", ""])[:3]
-        if word == "start":
-            assert not running, f"run {pid} started while {running} still ran:\n" + "\n".join(lines)
-            running.add(pid)
-        elif word in ("end", "killed"):
-            assert running == {pid}, f"{word} {pid} but running {running}:\n" + "\n".join(lines)
-            running.clear()
-        events.append((word, action, message))
-    return events
-
-
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest):
     """A network namespace with the guest's gateway and the relay to the lab."""
@@ -111,24 +87,26 @@ def test_booted_image_runs_a_stack_and_survives_reboots(
                               name="guestagent-vm", os_collect_config=stack.os_collect_config,
                               cfn_url=cfn_url)
     vm = VM(built_image, drive, namespace, tmp_path)
-    booted = time.monotonic()
     vm.start()
     try:
         figures["accelerator"] = vm.accel
+        if vm.kvm_failure:
+            figures["why not KVM"] = vm.kvm_failure[:100]
         ready = vm.wait_console("Started guestagent", budget.left())
-        figures["boot to agent READY (qemu start to systemd's Started line)"] = ready - booted
+        figures["boot to agent READY (qemu start to systemd's Started line)"] = \
+            ready - vm.started_at
         outputs = heat.wait_for_status(stack, "CREATE_COMPLETE", timeout=budget.left())
         figures["stack create to CREATE_COMPLETE (includes the boot)"] = time.monotonic() - started
         assert outputs["result"] == "done: booted"
         assert outputs["deploy_stdout"] == "message: booted\n"
-        assert check_never_twice(vm.ttys1_lines()) == [
+        assert never_twice(vm.ttys1_lines()) == [
             ("boot", "", ""), ("start", "CREATE", "booted"), ("end", "CREATE", "booted")]
         signaller = deployment_user(heat, stack)
         assert lab.heat_requests(signaller) == 1
 
         # a clean reboot while the script runs: systemd stops the agent, the agent its hook
         _reboot_while_held(vm, heat, stack, "clean reboot", vm.ctrl_alt_del, figures, budget)
-        events = check_never_twice(vm.ttys1_lines())
+        events = never_twice(vm.ttys1_lines())
         assert events[3:] == [("start", "UPDATE", "clean reboot"),
                               ("killed", "UPDATE", "clean reboot"), ("boot", "", ""),
                               ("start", "UPDATE", "clean reboot"),
@@ -138,7 +116,7 @@ def test_booted_image_runs_a_stack_and_survives_reboots(
 
         # the reset button: the run dies with the machine, the journal says "running"
         _reboot_while_held(vm, heat, stack, "power loss", vm.reset, figures, budget)
-        events = check_never_twice(vm.ttys1_lines())
+        events = never_twice(vm.ttys1_lines())
         assert events[8:] == [("start", "UPDATE", "power loss"), ("boot", "", ""),
                               ("start", "UPDATE", "power loss"), ("end", "UPDATE", "power loss")]
         _settle(lab, stack, budget)

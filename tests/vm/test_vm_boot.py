@@ -16,6 +16,7 @@ with PIDs, on the second serial port) and Heat receives one signal per action.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -123,7 +124,12 @@ def test_booted_image_runs_a_stack_and_survives_reboots(
         assert lab.heat_requests(signaller) == 3
     finally:
         vm.stop()
-        print(vm.console_text()[-6000:])  # shown by pytest when the test failed
+        kept = lab.logs / f"vm-boot-{time.strftime('%Y%m%dT%H%M%S')}"
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in ("console.log", "ttyS1.log", "qemu-kvm.log", "qemu-tcg.log"):
+            if (tmp_path / name).exists():
+                shutil.copy(tmp_path / name, kept / name)
+        print(f"VM logs kept in {kept}; the console ends:\n{vm.console_text()[-6000:]}")
 
 
 def _reboot_while_held(vm: VM, heat: HeatClient, stack: Stack, message: str, reboot,
@@ -133,8 +139,11 @@ def _reboot_while_held(vm: VM, heat: HeatClient, stack: Stack, message: str, reb
     heat.update_stack(stack, {"message": message, "hold": HOLD})
     vm.wait_ttys1(lambda lines: f"UPDATE {message}" in "".join(lines[-1:]) and
                   lines[-1].startswith("start"), f"the held run of {message!r}", budget.left())
+    seen = len(vm.console_text())
     rebooted = time.monotonic()
     reboot()
+    ready = vm.wait_console("Started guestagent", budget.left(), after=seen)
+    figures[f"{message}: reboot to agent READY"] = ready - rebooted
     outputs = heat.wait_for_status(stack, "UPDATE_COMPLETE", timeout=budget.left())
     figures[f"{message}: reboot to UPDATE_COMPLETE"] = time.monotonic() - rebooted
     figures[f"{message}: update to UPDATE_COMPLETE"] = time.monotonic() - started

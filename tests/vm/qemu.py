@@ -91,7 +91,7 @@ class VM:
                 self._wait(lambda: KERNEL_FIRST_LINE in self.console_text(),
                            "the kernel's first line under KVM", KVM_PROBE)
             except VMError as error:
-                self.kvm_failure = str(error).splitlines()[0]
+                self.kvm_failure = str(error).split(";")[0]
                 self.stop()
                 self.console.unlink(missing_ok=True)
                 self._start("tcg")

@@ -103,4 +103,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("VM boot: seconds per step")
         for step, took in found.items():
             terminalreporter.write_line(f"{took:7.1f}  {step}" if isinstance(took, float)
-                                        else f"{took:>7}  {step}")
+                                        else f"{'':7}  {step}: {took}")

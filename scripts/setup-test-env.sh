@@ -17,6 +17,8 @@ APT_PACKAGES=(
   libgirepository1.0-dev libcairo2-dev gobject-introspection debootstrap sudo docker.io
   # e2e tier: Zaqar's message store (tests/e2e/lab/swiftzaqar)
   redis-server
+  # the image booted (tests/vm): qemu, the ext4 root made by mkfs.ext4 -d
+  qemu-system-x86 e2fsprogs
 )
 
 # Python packages beyond guestagent's own dependencies, one group per part.

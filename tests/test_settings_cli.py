@@ -10,6 +10,7 @@ import os
 import socket
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,13 @@ def test_metadata_cannot_redirect_operator_only_settings(fakecloud, tmp_path):
     assert len(warnings) == 1, proc.stderr
     for key in ("os_config_dir", "hooks_dirs", "local.path", "max_attempts", "hook_timeout"):
         assert key in warnings[0]
+
+
+def test_the_shipped_example_configuration_loads():
+    """examples/guestagent.yaml, as the README tells an operator to install it, is valid."""
+    from guestagent import config
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "guestagent.yaml"
+    settings = config.load(str(example), {}).settings()
+    assert settings.polling_interval == 30 and settings.splay == 30
+    assert settings.collectors[:3] == ["heat_local", "config_drive", "local"]

@@ -43,6 +43,7 @@ class Recorded:
     headers: CaseInsensitiveDict
     body: bytes
     raw_path: str = ""
+    at: float = field(default_factory=time.time)  # when it arrived (benches bin by second)
 
     @property
     def json(self):

@@ -46,8 +46,7 @@ class Agent:
         self.console = console.from_environment()  # one line per state change, a heartbeat
         self.journal = Journal(self.statedir,
                                self.console.state_change if self.console else None)
-        self.poller = SourcePoller(self.statedir, clock,
-                                   identity.recorded(self.statedir).get("instance_id") or "")
+        self.poller = SourcePoller(self.statedir, clock, identity.schedule_seed(self.statedir))
         # `sleep` paces in-pass signal retries; tests drive it with `clock` (simulated time).
         self.outbox = Outbox(self.statedir, self.journal, clock=clock, sleep=sleep,
                              quick_attempts=quick_signal_attempts, stop_event=self.stop_event,

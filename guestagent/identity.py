@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,12 @@ def discover(settings: Settings, dmi_path: str = DMI_UUID) -> tuple[str | None, 
     return None, "no config drive uuid and no system UUID"
 
 
+def schedule_seed(statedir: StateDir) -> str:
+    """What seeds this instance's splay phase: its id, else a random seed kept on disk."""
+    known = recorded(statedir)
+    return str(known.get("instance_id") or known.get("seed") or "")
+
+
 def recorded(statedir: StateDir) -> dict[str, Any]:
     """What `instance.json` says (empty when absent or unreadable)."""
     try:
@@ -83,8 +90,14 @@ def ensure(statedir: StateDir, settings: Settings, *, dmi_path: str = DMI_UUID,
     previous = known.get("instance_id")
     boot = _boot_signatures(settings)
     if current is None or previous == current:
+        changed = dict(known)
         if current is not None and known.get("boot_files") != boot:
-            write_json(statedir.root / IDENTITY_FILE, dict(known, boot_files=boot))
+            changed["boot_files"] = boot
+        if not known.get("seed"):
+            # Seeds the splay phase where no instance id is known: each server its own.
+            changed["seed"] = secrets.token_hex(8)
+        if changed != known:
+            write_json(statedir.root / IDENTITY_FILE, changed)
         return None
     change = None
     if isinstance(previous, str) and previous:
@@ -96,7 +109,8 @@ def ensure(statedir: StateDir, settings: Settings, *, dmi_path: str = DMI_UUID,
         log.warning("this state directory belonged to instance %s, not this one (%s, from the "
                     "%s): its journal and cached metadata were archived in %s and are not "
                     "used; starting clean", previous, current, origin, change.archived_to)
-    record = {"instance_id": current, "source": origin, "server_ids": [], "boot_files": boot}
+    record = {"instance_id": current, "source": origin, "server_ids": [], "boot_files": boot,
+              "seed": secrets.token_hex(8)}
     if change is not None:
         record["previous"] = {"instance_id": change.previous,
                               "archived_to": str(change.archived_to), "at": now or time.time()}

@@ -8,8 +8,8 @@ change). A costly source (a token check and a database read in the cloud, a devi
   its id (`splay` seconds wide; stable across restarts) with each interval jittered by
   up to 10%, so servers booted together do not poll together;
 - after a change, or after this agent delivered a signal (a chain of deployments may
-  follow), on a decaying burst: `fast_poll_interval` later, then doubling (1, 2, 4, 8,
-  16 s) while the step is shorter than `polling_interval`: a handful of polls per change;
+  follow), on a short burst: `fast_poll_interval` later, then doubling (1, 2, 4 s): three
+  polls per change, then the steady schedule;
 - after a failure, backing off (doubling up to 4 x `polling_interval`), and after "not
   found" (the stack was deleted) at once to MAX_BACKOFF.
 
@@ -41,6 +41,10 @@ DUE_SLACK = 0.01
 # The longest wait between polls of a costly source that answers "not found".
 MAX_BACKOFF = 3600.0
 JITTER = 0.1
+# The burst after a change polls 1, 2 and 4 fast_poll_intervals apart: a chain's next
+# deployment (Heat answers our signal within a second or two) is seen at once, and an
+# update costs the cloud no more than os-collect-config's single poll and login did.
+BURST_STEPS_MAX = 4
 
 
 @dataclass
@@ -176,8 +180,9 @@ class SourcePoller:
 
     def _burst_after(self, settings: Settings, polled_at: float) -> float | None:
         step, at = settings.fast_poll_interval, self.burst_start
-        while step < settings.polling_interval and at + step - self.burst_start \
-                <= settings.fast_poll_period:
+        while step <= BURST_STEPS_MAX * settings.fast_poll_interval \
+                and step < settings.polling_interval \
+                and at + step - self.burst_start <= settings.fast_poll_period:
             at += step
             if at > polled_at + DUE_SLACK:
                 return at

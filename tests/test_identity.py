@@ -101,3 +101,11 @@ def test_no_id_at_all_changes_nothing(tmp_path):
     assert identity.discover(settings, dmi_path=str(tmp_path / "none")) == \
         (None, "no config drive uuid and no system UUID")
     assert identity.ensure(statedir, settings, dmi_path=str(tmp_path / "none")) is None
+    # No id at all: each server still gets its own splay phase, stable across restarts.
+    seed = identity.schedule_seed(statedir)
+    assert len(seed) == 16
+    identity.ensure(statedir, settings, dmi_path=str(tmp_path / "none"))
+    assert identity.schedule_seed(statedir) == seed
+    other = StateDir(tmp_path / "s2").ensure()
+    identity.ensure(other, settings, dmi_path=str(tmp_path / "none"))
+    assert identity.schedule_seed(other) != seed

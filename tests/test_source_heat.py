@@ -110,3 +110,29 @@ def test_incomplete_options_are_not_configured():
     with pytest.raises(SourceNotConfigured, match="password, project_id"):
         build("heat", {"auth_url": "http://x/v3", "user_id": "u", "stack_id": "a/b",
                        "resource_name": "r"})
+
+
+def test_a_deleted_stack_is_source_gone_and_waits_longest(fakecloud, tmp_path):
+    """Heat's 404 for the server's resource (the stack was deleted) is SourceGone: the poller
+    asks again only after MAX_BACKOFF, and says so once."""
+    from guestagent.errors import SourceGone
+    from guestagent.poller import MAX_BACKOFF
+    from tests.support.agent import make_agent
+    from tests.support.clock import SimulatedClock
+
+    fakecloud.add_user("u1", "pw")
+    heat = build("heat", {"auth_url": fakecloud.auth_url, "user_id": "u1", "password": "pw",
+                          "project_id": fakecloud.project_id, "stack_id": "gone/uuid-9",
+                          "resource_name": "server"})
+    with pytest.raises(SourceGone, match="HTTP 404"):
+        heat.collect(None)
+
+    clock = SimulatedClock()
+    fakecloud.set_metadata({"os-collect-config": {"collectors": ["heat"], "heat": {
+        "auth_url": fakecloud.auth_url, "user_id": "u1", "password": "pw",
+        "project_id": fakecloud.project_id, "stack_id": "gone/uuid-9",
+        "resource_name": "server"}}})
+    agent = make_agent(fakecloud, tmp_path, clock, splay=0)
+    assert "heat" in agent.run_pass().sources_failed
+    polled = agent.poller._polled_at["heat"]
+    assert agent.poller.due_at(agent.settings, "heat", clock.now) == polled + MAX_BACKOFF

@@ -14,6 +14,7 @@ from guestagent.collectors.openstack import credentials
 from guestagent.collectors.replies import MAX_BODY, describe, json_reply
 from guestagent.errors import (
     KeystoneError,
+    SourceGone,
     SourceNotConfigured,
     SourceUnavailable,
     TransportError,
@@ -39,6 +40,11 @@ class Heat(Collector):
             raise SourceUnavailable(self.name, exc.reason) from exc
         except TransportError as exc:
             raise SourceUnavailable(self.name, f"Heat API unreachable: {exc}") from exc
+        if resp.status_code == 404:
+            # The stack or the server's resource was deleted: polled again only after the
+            # longest backoff, and reported once.
+            raise SourceGone(self.name, f"{describe('GET', url)}: HTTP 404 (the stack or its "
+                                        f"resource {self.resource_name} was deleted)")
         body = json_reply(self.name, describe("GET", url), resp)
         metadata = body.get("metadata") if isinstance(body, dict) else None
         if not isinstance(metadata, dict):

@@ -79,11 +79,13 @@ class UntrustedPath(ConfigError, StateError):
         self.reason = reason
 
 
-class KeystoneError(SourceUnavailable):
-    """Login or catalog lookup failed; `transient` is False when credentials were refused."""
+class KeystoneError(GuestAgentError):
+    """Login or catalog lookup failed, for a source or a signal alike; `transient` is False
+    when the credentials were refused. Callers say which source or signal it was."""
 
     def __init__(self, reason: str, transient: bool = True):
-        super().__init__("keystone", reason)
+        super().__init__(f"keystone: {reason}")
+        self.reason = reason
         self.transient = transient
 
 

@@ -335,12 +335,6 @@ def apply(metadata: Mapping, templates_dir: Path | None = None,
     return result
 
 
-def apply_config_files(config_files: Sequence[Path], templates_dir: Path | None = None,
-                       output_root: Path = Path("/")) -> ApplyResult:
-    """`apply` against the merged content of `config_files` (the agent's entry point)."""
-    return apply(load_metadata(config_files), templates_dir, output_root)
-
-
 # -- query mode ----------------------------------------------------------
 
 _MISSING = object()

@@ -100,3 +100,15 @@ def run_hook(module: str, deployment: dict, env: dict) -> dict:
                           env={**os.environ, **env}, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def dctx(ctx, dockerd):
+    """A hook context whose children talk to the private Docker engine."""
+    ctx.env = dockerd.env()
+    return ctx
+
+
+def env_of(container: dict) -> dict:
+    """A container's environment (from `docker inspect`) as a dict."""
+    return dict(item.split("=", 1) for item in container["Config"]["Env"])

@@ -8,15 +8,9 @@ import pytest
 
 from guestagent.errors import HookFailed, InvalidDeployment
 from guestagent.hooks.docker_cmd import HOOK
-from tests.hooks.conftest import deployment_dict, make, run_standalone
+from tests.hooks.conftest import deployment_dict, env_of, make, run_standalone
 
 pytest.importorskip("docker", reason="Docker SDK not installed (scripts/setup-test-env.sh)")
-
-
-@pytest.fixture
-def dctx(ctx, dockerd):
-    ctx.env = dockerd.env()
-    return ctx
 
 
 def ours(dockerd, **labels) -> list[dict]:
@@ -26,10 +20,6 @@ def ours(dockerd, **labels) -> list[dict]:
         args += ["--filter", f"label={key}={value}"]
     ids = dockerd.docker(*args).stdout.split()
     return json.loads(dockerd.docker("inspect", *ids).stdout) if ids else []
-
-
-def env_of(container: dict) -> dict:
-    return dict(item.split("=", 1) for item in container["Config"]["Env"])
 
 
 def web(greeting: str, data_dir) -> dict:

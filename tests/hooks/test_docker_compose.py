@@ -12,7 +12,7 @@ import yaml
 from guestagent.errors import HookFailed, InvalidDeployment
 from guestagent.hooks.docker_compose import HOOK
 from guestagent.state import safe_component
-from tests.hooks.conftest import deployment_dict, make, mode_of, run_standalone
+from tests.hooks.conftest import deployment_dict, env_of, make, mode_of, run_standalone
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("docker-compose") or shutil.which("podman-compose")),
@@ -34,19 +34,9 @@ def containers(dockerd, project: str) -> list[dict]:
     return json.loads(dockerd.docker("inspect", *ids).stdout)
 
 
-@pytest.fixture
-def dctx(ctx, dockerd):
-    ctx.env = dockerd.env()
-    return ctx
-
-
 def project_of(name: str) -> str:
     """The project docker-compose 1.x names after the project directory (no -p is passed)."""
     return re.sub(r"[^-_a-z0-9]", "", safe_component(name).lower())
-
-
-def env_of(container: dict) -> dict:
-    return dict(item.split("=", 1) for item in container["Config"]["Env"])
 
 
 def test_up_update_delete(dctx, dockerd):

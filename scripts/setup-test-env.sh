@@ -24,7 +24,7 @@ APT_PACKAGES=(
 # Python packages beyond guestagent's own dependencies, one group per part.
 PIP_PACKAGES=(
   # spine (ruff: the lint scripts/test.sh runs first)
-  "pytest>=7" "hypothesis>=6" "ruff==0.17.6"
+  "pytest>=7" "hypothesis>=6" "ruff==0.17.6" "requests>=2.25"
   # sources (zaqar push: guestagent[zaqar-push]):
   "websocket-client>=1.6"
   # hooks:

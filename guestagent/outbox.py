@@ -42,6 +42,10 @@ class Outbox:
         self._sent_unrecorded: set[str] = set()
         self._budget = http.Deadline(signals.PASS_BUDGET)
 
+    def sent_unrecorded(self, key: str) -> None:
+        """Heat already has `key`'s result (sent from memory): record it, never send again."""
+        self._sent_unrecorded.add(key)
+
     def begin_pass(self) -> None:
         """In-pass attempts share one bound (signals.PASS_BUDGET), so one dead endpoint never
         holds up the other deployments' hooks for longer than that."""

@@ -49,6 +49,8 @@ class DeploymentRunner:
         self._inhibitor = None
         self._reported_corrupt: set[str] = set()
         self._source_of: dict[str, str] = {}
+        # Results signalled from memory because the disk was full, until they are recorded.
+        self._unrecorded: dict[str, HookResult] = {}
 
     def run_all(self, merged: dict, settings: Settings, result: PassResult,
                 documents: Mapping[str, dict] | None = None) -> None:
@@ -102,27 +104,9 @@ class DeploymentRunner:
             entry = self.journal.receive(key=dep.key, id=dep.id, name=dep.name, group=dep.group,
                                          action=dep.action, now=self.clock(),
                                          source=self._source_of.get(dep.id))
-        if entry.state == RUNNING:
-            self._stop_leftover(entry, dep)
-        if entry.state == RUNNING and entry.attempts >= settings.max_attempts:
-            outcome = HookResult.failure(
-                f"deployment {dep.label} was interrupted {entry.attempts} times while running "
-                "(agent crash or reboot); giving up")
-        else:
-            entry = self.journal.start(entry, self.clock())
-            log.info("deployment %s: running group %s (%s, attempt %d)", dep.label, dep.group,
-                     dep.action, entry.attempts)
-            holder = [entry]  # the hook's spawn records move it (RUNNING -> RUNNING)
-            with self.inhibitor().hold(f"deployment {dep.label}"):
-                outcome = self._run_hook(dep, settings, holder)
-                if outcome.status_code == 0 and not self.stop_event.is_set():
-                    outcome = _unit_actions(dep, outcome)
-            entry = holder[0]
-            if self.stop_event.is_set() and outcome.status_code in _STOPPED_BY_US:
-                # Stopped by us, not failed: run it again after the restart.
-                self.journal.interrupt(entry)
-                log.info("deployment %s: interrupted by shutdown, will run again", dep.label)
-                return
+        entry, outcome = self._outcome(entry, dep, settings)
+        if outcome is None:
+            return  # stopped by our own shutdown: it runs again after the restart
         result.ran.append(dep.key)
         where = str(self.statedir.deployment_dir(dep.key) / "response.json")
         problem = signals.fit_problem(outcome.response(), where)
@@ -135,9 +119,10 @@ class DeploymentRunner:
             self.statedir.save_response(dep.key, outcome.response())
             entry = self.journal.finish(entry, outcome.status_code, error, self.clock())
         except StateError as exc:
-            if out_of_space(exc):
-                _signal_unrecorded(dep, outcome, exc)
+            if out_of_space(exc) and dep.key not in self._unrecorded:
+                self._signal_unrecorded(dep, outcome, exc)
             raise
+        self._unrecorded.pop(dep.key, None)
         elapsed = (entry.finished_at - entry.started_at) if entry.started_at else 0.0
         if outcome.status_code:
             result.failed.append(dep.key)
@@ -146,6 +131,34 @@ class DeploymentRunner:
         else:
             log.info("deployment %s: succeeded in %.1fs", dep.label, elapsed)
         self.outbox.deliver(entry, result, quick=True)
+
+    def _outcome(self, entry: JournalEntry, dep: Deployment,
+                 settings: Settings) -> tuple[JournalEntry, HookResult | None]:
+        """Run the hook (or decide not to) and say how it went; None when our own shutdown
+        stopped it (the entry is back to `received`)."""
+        if entry.state == RUNNING and dep.key in self._unrecorded:
+            # Its failure went to Heat from memory when the disk was full: record that now.
+            return entry, self._unrecorded[dep.key]
+        if entry.state == RUNNING:
+            self._stop_leftover(entry, dep)
+            if entry.attempts >= settings.max_attempts:
+                return entry, HookResult.failure(
+                    f"deployment {dep.label} was interrupted {entry.attempts} times while "
+                    "running (agent crash or reboot); giving up")
+        entry = self.journal.start(entry, self.clock())
+        log.info("deployment %s: running group %s (%s, attempt %d)", dep.label, dep.group,
+                 dep.action, entry.attempts)
+        holder = [entry]  # the hook's spawn records move it (RUNNING -> RUNNING)
+        with self.inhibitor().hold(f"deployment {dep.label}"):
+            outcome = self._run_hook(dep, settings, holder)
+            if outcome.status_code == 0 and not self.stop_event.is_set():
+                outcome = _unit_actions(dep, outcome)
+        entry = holder[0]
+        if self.stop_event.is_set() and outcome.status_code in _STOPPED_BY_US:
+            self.journal.interrupt(entry)
+            log.info("deployment %s: interrupted by shutdown, will run again", dep.label)
+            return entry, None
+        return entry, outcome
 
     def _contain(self, dep: Deployment, result: PassResult, exc: BaseException) -> None:
         """An unexpected error while handling `dep`: fail it, record and signal that if the
@@ -175,6 +188,25 @@ class DeploymentRunner:
             log.error("deployment %s: could not record the failure either: %s", dep.label,
                       again)
 
+    def _signal_unrecorded(self, dep: Deployment, outcome: HookResult,
+                           exc: StateError) -> None:
+        """The disk is full and the result cannot be recorded: tell Heat it failed, from
+        memory, so the stack does not hang; it is recorded (and not run again) once there is
+        room, without a second signal."""
+        failed = HookResult.failure(f"deployment {dep.label}: its result could not be "
+                                    f"recorded ({exc})", stdout=outcome.stdout,
+                                    stderr=outcome.stderr)
+        self._unrecorded[dep.key] = failed
+        try:
+            target = signals.target_for(dep.input_values())
+            signals.send(target, signals.trim(failed.response(), "(not recorded: disk full)"))
+        except SignalFailed as again:
+            log.error("deployment %s: the disk is full and the failure could not be signalled "
+                      "either (the outbox sends it once recorded): %s", dep.label, again)
+            return
+        self.outbox.sent_unrecorded(dep.key)
+        log.error("deployment %s: disk full: signalled as failed from memory", dep.label)
+
     def _stop_leftover(self, entry: JournalEntry, dep: Deployment) -> None:
         # kill -9 or a crash left the hook running in its own session: never run it twice.
         if entry.hook_pgid is None:
@@ -188,7 +220,12 @@ class DeploymentRunner:
                   holder: list[JournalEntry]) -> HookResult:
         def spawned(pid: int) -> None:
             mark = process.mark_group(pid)
-            holder[0] = self.journal.spawned(holder[0], mark.pgid, mark.started, mark.boot_id)
+            try:
+                holder[0] = self.journal.spawned(holder[0], mark.pgid, mark.started,
+                                                 mark.boot_id)
+            except StateError as exc:  # the hook runs on; only the crash bookkeeping is lost
+                log.warning("deployment %s: cannot record the hook's process group: %s",
+                            dep.label, exc)
 
         try:
             if dep.problem:
@@ -205,9 +242,7 @@ class DeploymentRunner:
             return hook.run(dep, self.hook_context(dep, settings, spawned))
         except (InvalidDeployment, HookNotFound) as exc:
             return HookResult.failure(str(exc))
-        except StateError as exc:
-            if out_of_space(exc):
-                raise  # the disk, not the deployment: it runs again when there is room
+        except StateError as exc:  # full disk included: this deployment fails, and says why
             return HookResult.failure(f"deployment {dep.label}: {exc}")
         except GuestAgentError as exc:
             return HookResult.failure(f"deployment {dep.label}: {exc}")
@@ -259,22 +294,6 @@ def _source_of(documents: Mapping[str, dict]) -> dict[str, str]:
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 found[item["id"]] = name
     return found
-
-
-def _signal_unrecorded(dep: Deployment, outcome: HookResult, exc: StateError) -> None:
-    """The disk is full and the result cannot be recorded: tell Heat it failed, from memory,
-    so the stack does not hang; the deployment runs again once there is room."""
-    failed = HookResult.failure(f"deployment {dep.label}: its result could not be recorded "
-                                f"({exc}); it runs again when there is room",
-                                stdout=outcome.stdout, stderr=outcome.stderr)
-    try:
-        target = signals.target_for(dep.input_values())
-        signals.send(target, signals.trim(failed.response(), "(not recorded: disk full)"))
-    except SignalFailed as again:
-        log.error("deployment %s: the disk is full and the failure could not be signalled "
-                  "either: %s", dep.label, again)
-    else:
-        log.error("deployment %s: disk full: signalled as failed from memory", dep.label)
 
 
 def _unit_actions(dep: Deployment, outcome: HookResult) -> HookResult:

@@ -375,3 +375,34 @@ def test_state_dir_through_a_link_is_followed_only_when_the_link_is_trusted(tmp_
     os.lchown(planted, OTHER_UID, OTHER_UID)
     with pytest.raises(UntrustedPath, match=f"state directory {planted}: a symbolic link"):
         StateDir(planted).ensure()
+
+
+def test_daemon_records_the_result_once_space_returns_without_a_second_signal(
+        fakecloud, tmp_path, small_fs):
+    """The daemon's view of a disk filled by a hook: the failure reaches Heat at once, from
+    memory; while the disk stays full the deployment is neither run nor signalled again; once
+    space returns the result is recorded and the journal says signalled."""
+    from guestagent.errors import StateError
+    from tests.support.agent import make_agent
+    from tests.support.clock import SimulatedClock
+
+    runs = tmp_path / "runs"
+    hog = deployment(fakecloud, "hog", f"#!/bin/sh\necho run >> {runs}\n"
+                     "head -c 8000000 /dev/zero > \"$hog_path\"\necho filled\n",
+                     inputs=[{"name": "hog_path", "value": str(small_fs / "hog")}])
+    fakecloud.set_metadata({"deployments": [hog]})
+    clock = SimulatedClock()
+    agent = make_agent(fakecloud, tmp_path, clock, cli={"state_dir": str(small_fs / "state")})
+    for _ in range(3):  # full disk: each pass stops at the record it cannot write
+        with pytest.raises(StateError, match="disk full"):
+            agent.run_pass()
+        clock.sleep(1)
+    [body] = signals_for(fakecloud, "hog")
+    assert body["deploy_status_code"] != 0 and "could not be recorded" in body["deploy_stderr"]
+    (small_fs / "hog").unlink()  # space returns
+    agent.run_pass()
+    entry = json.loads((small_fs / "state" / "deployments" / hog["id"] / "journal.json")
+                       .read_text())
+    assert entry["state"] == "signalled" and entry["status_code"] != 0
+    assert len(signals_for(fakecloud, "hog")) == 1
+    assert runs.read_text() == "run\n"

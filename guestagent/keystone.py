@@ -269,12 +269,27 @@ def _pick(token: Token, service_type: str, interface: str, creds: Credentials) -
             continue
         if region and region not in (region_id, region_name):
             continue
-        if not http.is_http_url(url):
+        websocket = service_type.endswith("-websocket")  # Zaqar's: ws:// or wss://
+        usable = _is_ws_url(url) if websocket else http.is_http_url(url)
+        if not usable:
             raise KeystoneError(f"catalog: the {interface} {service_type} endpoint is not an "
-                                f"http(s) URL: {escape(http.redact_url(url)[:200])}")
+                                f"{'ws(s)' if websocket else 'http(s)'} URL: "
+                                f"{escape(http.redact_url(url)[:200])}")
         return url.rstrip("/")
     raise KeystoneError(f"no {interface} {service_type} endpoint in the catalog (region "
                         f"{escape(region or 'any')})")
+
+
+def _is_ws_url(url: str) -> bool:
+    """A well-formed ws:// or wss:// URL with a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("ws", "wss") and bool(parts.hostname) and \
+            (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
 
 
 def client(creds: Credentials) -> KeystoneClient:

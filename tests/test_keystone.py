@@ -210,3 +210,17 @@ def _mutate_n(data, body, count):
     for _ in range(count):
         body = _mutate(data, body)
     return body
+
+
+def test_websocket_endpoints_take_ws_urls_and_only_they():
+    """Zaqar's messaging-websocket endpoint is ws:// (or wss://); other services stay http(s)."""
+    token = keystone.Token("t", 0.0, (
+        ("messaging-websocket", "public", "R", "R", "ws://127.0.0.1:9000"),
+        ("orchestration", "public", "R", "R", "ws://127.0.0.1:8004"),
+        ("messaging", "public", "R", "R", "http://127.0.0.1:8888")))
+    creds = keystone.Credentials(auth_url="http://k/v3", user_id="u", password="p",
+                                 project_id="p")
+    assert keystone._pick(token, "messaging-websocket", "public", creds) == "ws://127.0.0.1:9000"
+    assert keystone._pick(token, "messaging", "public", creds) == "http://127.0.0.1:8888"
+    with pytest.raises(KeystoneError, match="not an http"):
+        keystone._pick(token, "orchestration", "public", creds)

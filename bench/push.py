@@ -29,12 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e import labctl, swiftzaqar  # noqa: E402
-from tests.e2e.agentguest import AgentGuest  # noqa: E402
-from tests.e2e.heatapi import HeatClient, StackFactory, keystone_login  # noqa: E402
-from tests.e2e.zaqarqueue import Pusher, Queue  # noqa: E402
-from tests.support.agent import _env, agent_argv  # noqa: E402
-from tests.support.wait import wait_until  # noqa: E402
+from tests.e2e import labctl, swiftzaqar
+from tests.e2e.agentguest import AgentGuest
+from tests.e2e.heatapi import HeatClient, StackFactory, keystone_login
+from tests.e2e.zaqarqueue import Pusher, Queue
+from tests.support.agent import _env, agent_argv
+from tests.support.wait import wait_until
 
 POLL_INTERVAL = 5.0
 

@@ -20,6 +20,7 @@ import yaml
 
 from tests.support import debootstrap
 from tests.support.metadata_netns import script_deployment_in_root
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 USER_DATA = REPO / "boot-config/guestagent-user-data.yaml"
@@ -146,5 +147,42 @@ def test_real_systemd_runs_the_unit(installed, dockerd, tmp_path):
         starts = docker_exec(dockerd, container, "cat", "/root/marker-starts").stdout
         assert starts == "started\nstarted\n"
         assert lines[2] == "True True", out.stdout
+        _kill_9_under_systemd(dockerd, container)
     finally:
         dockerd.docker("rm", "-f", container, check=False)
+
+
+SLOW = """#!/bin/bash
+exec 9>>/root/slow.lock
+flock -n 9 || echo "OVERLAP $$" >> /root/slow.log
+echo "start $$" >> /root/slow.log
+if [ ! -e /root/slow.first ]; then touch /root/slow.first; sleep 300; fi
+echo "end $$" >> /root/slow.log
+"""
+
+
+def _kill_9_under_systemd(dockerd, container: str) -> None:
+    """SIGKILL of the agent while a hook runs, under systemd with the shipped unit: systemd
+    restarts it and the deployment runs again, never beside the first copy."""
+    doc = json.dumps({"deployments": [{
+        "id": "6e0e4d51-0000-4000-8000-0000000000c1", "name": "slow", "group": "script",
+        "config": SLOW, "inputs": [{"name": "deploy_signal_transport", "value": "NO_SIGNAL"}]}]})
+    wrote = docker_exec(dockerd, container, "sh", "-c",
+                        "umask 077 && mkdir -p /var/lib/os-collect-config/local-data && "
+                        f"cat > /var/lib/os-collect-config/local-data/slow.json <<'EOF'\n{doc}\nEOF")
+    assert wrote.returncode == 0, wrote.stderr
+
+    def log() -> str:
+        return docker_exec(dockerd, container, "cat", "/root/slow.log").stdout
+
+    wait_until(lambda: "start" in log(), timeout=60, what="the slow hook to start")
+    killed = docker_exec(dockerd, container, "systemctl", "kill", "--kill-who=main",
+                         "--signal=KILL", "guestagent")
+    assert killed.returncode == 0, killed.stderr
+    wait_until(lambda: "end" in log(), timeout=120, what="the deployment to run again")
+    lines = log().splitlines()
+    assert not [line for line in lines if line.startswith("OVERLAP")], lines
+    assert [line.split()[0] for line in lines] == ["start", "start", "end"], lines
+    restarts = docker_exec(dockerd, container, "systemctl", "show", "-p", "NRestarts",
+                           "guestagent").stdout.strip()
+    assert restarts == "NRestarts=1", restarts

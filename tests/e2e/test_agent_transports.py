@@ -25,8 +25,10 @@ def test_agent_failing_script_fails_the_stack(transport: str, signal: str, heat:
     assert "status code: 3" in body["stack_status_reason"]
     entry = guest.entry("CREATE")
     assert entry is not None and entry.status_code == 3 and entry.state == "signalled"
-    # the pass that ran it failed (exit 1); a later one does not run it again
-    assert [run.returncode for run in guest.runs].count(1) == 1
+    # The pass that ran it failed (exit 1; so does a pass whose source could not be read yet,
+    # as a temp URL before Heat wrote its object); a later pass does not run it again.
+    codes = [run.returncode for run in guest.runs]
+    assert 1 in codes and set(codes) <= {0, 1}, codes
     assert guest.once().returncode == 0 and guest.entry("CREATE").attempts == 1
     outputs = {out["output_key"]: out.get("output_value") for out in body["outputs"]}
     assert outputs["deploy_status_code"] == 3

@@ -96,6 +96,9 @@ class FakeCloud:
     pki: object = None  # with tls: a tests.support.pki.PrivateCA whose certificate to present
     # Rewrites each token reply (the body as a dict) before it is sent: a dict, bytes or str.
     token_hook: object = None
+    # Judge If-None-Match and If-Modified-Since each on its own, as Swift does (not RFC 7232's
+    # precedence), Last-Modified at one-second resolution.
+    swift_conditionals: bool = False
     requests: list = field(default_factory=list)
     signals: list = field(default_factory=list)
     logins: int = 0
@@ -627,6 +630,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reply(404, b"<html><h1>Not Found</h1></html>", content_type="text/html")
         headers = {"ETag": obj.etag, "Last-Modified": formatdate(obj.modified, usegmt=True)}
         inm, ims = rec.headers.get("If-None-Match"), rec.headers.get("If-Modified-Since")
+        if self.cloud.swift_conditionals:
+            # Swift checks each validator on its own, Last-Modified at one-second resolution.
+            if inm is not None and inm.strip() in (obj.etag, obj.etag.strip('"'), "*"):
+                raise _Reply(304, None, headers)
+            if ims and parsedate_to_datetime(ims).timestamp() >= int(obj.modified):
+                raise _Reply(304, None, headers)
+            raise _Reply(200, obj.data, headers)
         if inm is not None:
             if inm.strip() in (obj.etag, obj.etag.strip('"'), "*"):
                 raise _Reply(304, None, headers)

@@ -155,3 +155,20 @@ def test_heat_local_bad_json_is_refused_on_every_poll(tmp_path):
     for _ in range(2):
         with pytest.raises(SourceUnavailable, match="not valid JSON"):
             heat_local.collect(SourceCache({}))
+
+
+def test_request_source_sees_a_rewrite_within_the_same_second(fakecloud):
+    """Swift answers 304 to If-Modified-Since for a rewrite in the same second as the cached
+    copy (it checks each validator on its own): with an ETag the source sends only that."""
+    fakecloud.swift_conditionals = True
+    fakecloud.set_metadata({"deployments": []})
+    source = build("request", {"metadata_url": fakecloud.metadata_url})
+    first = source.collect(None)
+    cache = SourceCache(first.document, first.etag, first.last_modified)
+    assert cache.etag and cache.last_modified
+    modified = fakecloud._metadata.modified
+    fakecloud.set_metadata({"deployments": [{"id": "d1"}]})
+    fakecloud._metadata.modified = modified  # Heat's second write, within the same second
+    assert source.collect(cache).document == {"deployments": [{"id": "d1"}]}
+    last = fakecloud.requests[-1].headers
+    assert "If-None-Match" in last and "If-Modified-Since" not in last

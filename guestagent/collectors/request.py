@@ -22,9 +22,11 @@ class Request(Collector):
     def collect(self, previous: SourceCache | None = None):
         headers = {"Accept": "application/json"}
         if previous is not None:
+            # The ETag alone when there is one: Last-Modified has one-second resolution, and a
+            # server that checks both (Swift does) answers 304 to a rewrite within that second.
             if previous.etag:
                 headers["If-None-Match"] = previous.etag
-            if previous.last_modified:
+            elif previous.last_modified:
                 headers["If-Modified-Since"] = previous.last_modified
         where = http.redact_url(self.url)
         try:

@@ -45,8 +45,8 @@ for v in "${versions[@]}"; do
   "$venv/bin/python" -m pip install -q -e ".[test,ansible,docker]" >/dev/null \
     || { echo "   install failed"; failed+=("$v"); continue; }
   start=$(date +%s)
-  # tests/e2e is the lab tier (default Python only): not even collected here.
-  if "$venv/bin/python" -m pytest -q -p no:cacheprovider --ignore=tests/e2e -m "$marker" "${selection[@]}" "$@"; then
+  # tests/e2e and tests/vm are the lab tier (default Python only): not even collected here.
+  if "$venv/bin/python" -m pytest -q -p no:cacheprovider --ignore=tests/e2e --ignore=tests/vm -m "$marker" "${selection[@]}" "$@"; then
     echo "== Python $v: passed in $(( $(date +%s) - start )) s"
   else
     echo "== Python $v: FAILED"; failed+=("$v")

@@ -42,7 +42,7 @@ for v in "${versions[@]}"; do
   venv=".venv-py$v"
   echo "== Python $v ($py) in $venv"
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv" || { failed+=("$v"); continue; }
-  "$venv/bin/python" -m pip install -q -e ".[test,ansible,docker]" >/dev/null \
+  "$venv/bin/python" -m pip install -q -e ".[test,ansible,docker,zaqar-push]" >/dev/null \
     || { echo "   install failed"; failed+=("$v"); continue; }
   start=$(date +%s)
   # tests/e2e and tests/vm are the lab tier (default Python only): not even collected here.

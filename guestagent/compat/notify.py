@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from guestagent import deployments, retry, signals, state
+from guestagent import deployments, signals, state
 from guestagent.compat import parser as compat_parser
 from guestagent.errors import SignalFailed, StateError
 
@@ -58,12 +58,6 @@ def read_response(stream, prog: str) -> dict:
     return data
 
 
-def deliver(target: signals.Target, body: bytes, attempts: int = QUICK_ATTEMPTS) -> None:
-    """Send `body`, retrying transient failures a few times; SignalFailed when it did not go."""
-    retry.quick(lambda: signals.send(target, body), attempts=attempts,
-                retry_if=lambda e: isinstance(e, SignalFailed) and e.transient)
-
-
 def _status_code(response: dict) -> int:
     value = response.get("deploy_status_code", 0)
     try:
@@ -92,7 +86,8 @@ def main(argv: list[str] | None = None, prog: str | None = None, stdin=None) -> 
         return _through_outbox(name, args.state_dir, dep, raw, response)
     try:
         target = signals.target_for(dep.input_values())
-        deliver(target, signals.trim(response, "the response given on stdin"))
+        signals.deliver(target, signals.trim(response, "the response given on stdin"),
+                        attempts=QUICK_ATTEMPTS)
     except SignalFailed as exc:
         print(f"{name}: deployment {dep.label}: signal failed: {exc}", file=sys.stderr)
         return EXIT_FAILED

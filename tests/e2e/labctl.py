@@ -24,8 +24,13 @@ class LabError(RuntimeError):
 
 def settings() -> dict[str, str]:
     """The KEY=value pairs of lab.env (ports, region, credentials)."""
+    return env_file(SCRIPTS / "lab.env")
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """The KEY=value pairs of a shell env file (comments and blank lines skipped)."""
     pairs = {}
-    for line in (SCRIPTS / "lab.env").read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")

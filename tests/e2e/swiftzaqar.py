@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.labctl import SCRIPTS, Lab, LabError
+from tests.e2e.labctl import SCRIPTS, Lab, LabError, env_file
 
 SZ = SCRIPTS / "swiftzaqar" / "sz.sh"
 SERVICES = ("redis", "swift-account", "swift-container", "swift-object", "swift-proxy",
@@ -23,13 +23,7 @@ TIMEOUT = 120
 
 def settings() -> dict[str, str]:
     """The KEY=value pairs of sz.env (ports, service passwords)."""
-    pairs = {}
-    for line in (SZ.parent / "sz.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            pairs[key] = value
-    return pairs
+    return env_file(SZ.parent / "sz.env")
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from agent import venv  # bench/agent.py: the bench virtualenvs
 from tests.e2e import guest as by_hand
 from tests.e2e import labctl
 from tests.e2e.agentguest import AgentGuest
-from tests.e2e.heatapi import HeatClient, Stack, StackFactory, keystone_login, poll
+from tests.e2e.heatapi import HeatClient, Stack, StackFactory, group_configs, keystone_login
 from tests.support import heat_config_driver
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -121,19 +121,6 @@ class Window:
                 "logins": sum(map(self.lab.keystone_logins, self.users)) - self.log0}
 
 
-def group_configs(heat: HeatClient, stack: Stack, count: int) -> list[dict]:
-    def probe() -> list[dict] | None:
-        outputs = {o["output_key"]: o.get("output_value")
-                   for o in heat.show(stack).get("outputs", [])}
-        found = outputs.get("os_collect_configs")
-        if isinstance(found, list) and len(found) == count and \
-                all(isinstance(c, dict) and c.get("heat") for c in found):
-            return found
-        return None
-
-    return poll(f"os_collect_config of {stack.name}", probe, 120)
-
-
 def start_guestagent(root: Path, occ: dict) -> tuple[subprocess.Popen, AgentGuest]:
     guest = AgentGuest(root)
     guest.boot(occ)
@@ -198,7 +185,7 @@ def run_agent_kind(kind: str, args, heat: HeatClient, stacks: StackFactory, lab:
     started = time.monotonic()
     stack = stacks.create("deployment_group.yaml", server=None, count=args.servers,
                           message="one")
-    configs = group_configs(heat, stack, args.servers)
+    configs = group_configs(heat, stack, args.servers, timeout=120)
     procs = []
     for i, occ in enumerate(configs):
         root = tmp / f"{kind}{i}"

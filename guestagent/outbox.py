@@ -51,6 +51,11 @@ class Outbox:
         holds up the other deployments' hooks for longer than that."""
         self._budget = http.Deadline(signals.PASS_BUDGET)
 
+    def target(self, dep: deployments.Deployment, source: str | None) -> signals.Target:
+        """Where `dep`'s signal goes, with the TLS settings of the source that delivered it."""
+        options = self.source_options(source) if source else {}
+        return signals.target_for(dep.input_values(), source_options=options)
+
     def flush(self, result: PassResult, *, ignore_schedule: bool = False) -> None:
         """Send every pending result whose retry time has come (all of them when
         `ignore_schedule`, as `--once` asks), each at most once per pass."""
@@ -78,8 +83,7 @@ class Outbox:
         where = str(self.statedir.deployment_dir(entry.key) / "response.json")
         target = None
         try:
-            options = self.source_options(entry.source) if entry.source else {}
-            target = signals.target_for(dep.input_values(), source_options=options)
+            target = self.target(dep, entry.source)
             if entry.key not in self._sent_unrecorded:
                 body = signals.trim(response, where)
                 signals.deliver(target, body, attempts=self.quick_attempts if quick else 1,

@@ -198,7 +198,7 @@ class DeploymentRunner:
                                     stderr=outcome.stderr)
         self._unrecorded[dep.key] = failed
         try:
-            target = signals.target_for(dep.input_values())
+            target = self.outbox.target(dep, self._source_of.get(dep.id))
             signals.send(target, signals.trim(failed.response(), "(not recorded: disk full)"))
         except SignalFailed as again:
             log.error("deployment %s: the disk is full and the failure could not be signalled "

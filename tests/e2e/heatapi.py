@@ -253,3 +253,17 @@ class StackFactory:
                 errors.append(f"{stack.name}: {error}")
         if errors:
             raise StackFailed("could not delete: " + "; ".join(errors))
+
+
+def group_configs(heat: HeatClient, stack: Stack, count: int, timeout: float = 90) -> list[dict]:
+    """Each group member's os_collect_config, once Heat has filled them all in."""
+    def probe() -> list[dict] | None:
+        outputs = {o["output_key"]: o.get("output_value")
+                   for o in heat.show(stack).get("outputs", [])}
+        found = outputs.get("os_collect_configs")
+        if isinstance(found, list) and len(found) == count and \
+                all(isinstance(c, dict) and c.get("heat") for c in found):
+            return found
+        return None
+
+    return poll(f"os_collect_config of the {count} servers of {stack.name}", probe, timeout)

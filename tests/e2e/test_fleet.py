@@ -16,30 +16,16 @@ from pathlib import Path
 
 from tests.e2e import guest as by_hand
 from tests.e2e.agentguest import AgentGuest, Timings
-from tests.e2e.heatapi import HeatClient, Stack, StackFactory, poll
+from tests.e2e.heatapi import HeatClient, StackFactory, group_configs
 from tests.e2e.labctl import Lab
 
 GROUP = 3
 # Issue 14: at most 10 Heat API requests per server for one change (the old fast polling
 # made about 120).
 MAX_REQUESTS_PER_CHANGE = 10
-# The decaying burst after a change or a signal polls 1, 2, 4, 8 and 16 s apart: over 31 s
-# after the last signal. The change's window lasts until then.
+# The burst after a change or a signal polls 1, 2 and 4 s apart (over 7 s after the last
+# signal); the window is kept at 35 s, long enough for a longer burst too.
 BURST = 35.0
-
-
-def group_configs(heat: HeatClient, stack: Stack, count: int, timeout: float = 90) -> list[dict]:
-    """Each group member's os_collect_config, once Heat has filled them all in."""
-    def probe() -> list[dict] | None:
-        outputs = {o["output_key"]: o.get("output_value")
-                   for o in heat.show(stack).get("outputs", [])}
-        found = outputs.get("os_collect_configs")
-        if isinstance(found, list) and len(found) == count and \
-                all(isinstance(c, dict) and c.get("heat") for c in found):
-            return found
-        return None
-
-    return poll(f"os_collect_config of the {count} servers of {stack.name}", probe, timeout)
 
 
 def deploy_user(guest: AgentGuest) -> str:

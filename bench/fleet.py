@@ -1,6 +1,6 @@
 """A fleet of real agents against one loopback Heat (run by hand, never in the test suite).
 
-    .venv/bin/python bench/fleet.py                    # 50 servers, about 7 minutes
+    .venv/bin/python bench/fleet.py                    # 50 servers, about 9 minutes
     .venv/bin/python bench/fleet.py --servers 20 --duration 300 --occ-servers 0
 
 Starts N `python -m guestagent` daemons, each a server of its own: its own state directory,
@@ -16,7 +16,13 @@ every request with its arrival time. Then, after the boot burst:
   the same instant): Heat metadata polls per server in the window after it (and those over
   the idle rate), every request per server (logins, signals), the peak requests per
   second at the cloud, and p50/p95/max seconds from the change to each server's hook
-  starting (the script writes the time it started).
+  starting (the script writes the time it started);
+- a chain (bench/chain.py): a second group-wide change (the chain's head deployment) whose
+  signal the fake Heat answers with a follow-up deployment in that server's metadata, after a
+  delay drawn per server (seeded, uniform 0.2-3 s: how long a real Heat takes from a signal
+  to a chain's next deployment); p50/p95/max seconds from each follow-up appearing in the
+  metadata to its hook starting, and Heat metadata polls per server in the chain's window
+  (head and follow-up). The first change's window stays a single change's.
 
 os-collect-config from the package index runs beside it during the idle window (its own
 servers, POLL_SERVER_HEAT, polling_interval 30, its default splay), in bench/.venvs/occ
@@ -45,13 +51,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from agent import venv  # bench/agent.py: the bench virtualenvs
+from chain import FollowUps, chain_delays  # bench/chain.py: Heat's answer to a signal
 
 from tests.fakecloud import FakeCloud
 from tests.support.agent import deployment, start_agent
 
 POLLING_INTERVAL = 30.0  # both agents' default for a costly source
-SETTLE = 45.0
-MEAN_MAX = "mean / max (over the idle rate)"            # after the last server's first poll: its boot burst (31 s) is over
+SETTLE = 45.0  # after the last server's first poll: its boot burst (31 s) is over
+MEAN_MAX = "mean / max (over the idle rate)"
 STACK_ID = "00000000-0000-4000-8000-00000000f1ee"
 
 
@@ -176,34 +183,49 @@ def first_polls_done(cloud: FakeCloud, names: list[str], timeout: float) -> floa
     return last
 
 
-def change_all(cloud: FakeCloud, guests: list[Guest], marks: Path) -> float:
-    """A group-wide change: each server's metadata gains one script deployment at once."""
-    docs = []
-    for guest in guests:
-        name = f"deploy-{guest.name}-1"
-        dep = deployment(cloud, name, f"#!/bin/sh\ndate +%s.%N > {marks / guest.name}\n",
-                         transport="HEAT_SIGNAL")
-        for item in dep["inputs"]:
-            if item["name"] == "deploy_server_id":
-                item["value"] = guest.name
-        docs.append((guest, {"os-collect-config": guest.heat_config(cloud),
-                             "deployments": [dep]}))
+def resource(guest: Guest, n: int) -> str:
+    """The stack resource of the server's n-th deployment (its signal names it)."""
+    return f"deploy-{guest.name}-{n}"
+
+
+def add_deployment(cloud: FakeCloud, guest: Guest, n: int, marks: Path,
+                   deployed: dict[str, list]) -> None:
+    """The server's metadata gains its n-th deployment: a HEAT_SIGNAL script that writes
+    the time it started to marks/<server>.<n>."""
+    dep = deployment(cloud, resource(guest, n),
+                     f"#!/bin/sh\ndate +%s.%N > {marks / f'{guest.name}.{n}'}\n",
+                     transport="HEAT_SIGNAL")
+    for item in dep["inputs"]:
+        if item["name"] == "deploy_server_id":
+            item["value"] = guest.name
+    deployed[guest.name] = deployed.get(guest.name, []) + [dep]  # Heat lists all of them
+    cloud.set_server_metadata("fleet", STACK_ID, guest.resource,
+                              {"os-collect-config": guest.heat_config(cloud),
+                               "deployments": deployed[guest.name]})
+
+
+def change_all(cloud: FakeCloud, guests: list[Guest], n: int, marks: Path,
+               deployed: dict[str, list]) -> float:
+    """A group-wide change: each server's metadata gains its n-th deployment at once."""
     changed = time.time()
-    for guest, doc in docs:
-        cloud.set_server_metadata("fleet", STACK_ID, guest.resource, doc)
+    for guest in guests:
+        add_deployment(cloud, guest, n, marks, deployed)
     return changed
 
 
-def hooks_started(marks: Path, guests: list[Guest], changed: float, timeout: float) -> list[float]:
-    """Seconds from the change to each server's hook starting (waits for all of them)."""
+def hooks_started(marks: Path, guests: list[Guest], n: int, since: dict[str, float],
+                  timeout: float) -> list[float]:
+    """Seconds from since[server] to each server's n-th hook starting (waits for all of them,
+    `since` may fill meanwhile)."""
     deadline = time.monotonic() + timeout
     while True:
-        done = [marks / g.name for g in guests if (marks / g.name).exists()]
-        texts = [p.read_text().strip() for p in done]
-        if len(done) == len(guests) and all(texts):
-            return sorted(float(t) - changed for t in texts)
+        done = [(g.name, marks / f"{g.name}.{n}") for g in guests]
+        texts = {name: p.read_text().strip() for name, p in done if p.exists()}
+        if len(texts) == len(guests) and all(texts.values()) and len(since) == len(guests):
+            return sorted(float(t) - since[name] for name, t in texts.items())
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(guests) - len(done)} hooks did not start in {timeout:.0f} s")
+            raise TimeoutError(f"{len(guests) - len(texts)} hooks of deployment {n} did not "
+                               f"start in {timeout:.0f} s")
         time.sleep(0.1)
 
 
@@ -225,15 +247,19 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=50, help="guestagent servers (50)")
     parser.add_argument("--occ-servers", type=int, default=10,
                         help="os-collect-config servers beside them while idle (10; 0: none)")
-    parser.add_argument("--duration", type=float, default=420,
-                        help="seconds from the fleet's boot burst's end to the end (420)")
+    parser.add_argument("--duration", type=float, default=480,
+                        help="seconds from the fleet's boot burst's end to the end: idle, "
+                             "change window, chain window (480)")
     parser.add_argument("--window", type=float, default=120,
                         help="seconds after the change counted as the change's (120)")
+    parser.add_argument("--chain-window", type=float, default=60,
+                        help="seconds after the chain's head counted as the chain's (60)")
+    parser.add_argument("--seed", type=int, default=14, help="seeds the chain's delays (14)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
-    idle_seconds = args.duration - args.window
+    idle_seconds = args.duration - args.window - args.chain_window
     if idle_seconds < 2 * POLLING_INTERVAL:
-        parser.error("--duration must leave at least 60 s of idle before the change window")
+        parser.error("--duration must leave at least 60 s of idle before the change windows")
     occ_bin = None
     if args.occ_servers:
         occ_bin = venv("occ", "os-collect-config") / "bin" / "os-collect-config"
@@ -271,14 +297,31 @@ def main() -> int:
 
         marks = tmp / "marks"
         marks.mkdir()
-        changed = change_all(cloud, guests, marks)
-        latencies = hooks_started(marks, guests, changed, timeout=args.window)
+        deployed: dict[str, list] = {}
+        changed = change_all(cloud, guests, 1, marks, deployed)
+        latencies = hooks_started(marks, guests, 1, dict.fromkeys(names, changed),
+                                  timeout=args.window)
         time.sleep(max(0.0, changed + args.window - time.time()))
         window = requests_between(cloud, changed, changed + args.window)
         ga_change = per_server(window, names)
         peak_change, _ = busiest_second(window)
+
+        by_name = {g.name: g for g in guests}
+        follow_ups = FollowUps(cloud, chain_delays(names, args.seed),
+                               lambda name: resource(by_name[name], 2),
+                               lambda name: add_deployment(cloud, by_name[name], 3, marks,
+                                                           deployed))
+        follow_ups.install()
+        headed = change_all(cloud, guests, 2, marks, deployed)
+        chained = hooks_started(marks, guests, 3, follow_ups.appeared,
+                                timeout=args.chain_window)
+        time.sleep(max(0.0, headed + args.chain_window - time.time()))
+        follow_ups.stop()
+        ga_chain = per_server(requests_between(cloud, headed, headed + args.chain_window),
+                              names)
         signalled = {t.rsplit("/", 1)[-1] for _, t, _ in list(cloud.signals)}
-        missing = [g.name for g in guests if f"deploy-{g.name}-1" not in signalled]
+        missing = [f"{g.name} ({n})" for g in guests for n in (1, 2, 3)
+                   if resource(g, n) not in signalled]
     finally:
         for proc in procs:
             proc.terminate()
@@ -302,6 +345,8 @@ def main() -> int:
     polls = f"{statistics.mean(per_change):.1f} / {max(per_change)}"
     over = f"{statistics.mean(per_change) - expected:+.1f}"
     p50, p95 = percentile(latencies, .5), percentile(latencies, .95)
+    chain_polls = [c["metadata"] for c in ga_chain.values()]
+    cwin = f"{args.chain_window:.0f} s"
     rows = [
         ("idle: Heat metadata requests per server-hour", f"{idle_polls:.0f}",
          f"{mean(occ_idle, 'metadata') / hours:.0f}" if olds else "-"),
@@ -316,10 +361,17 @@ def main() -> int:
         ("change: peak requests per second at the cloud", f"{peak_change}", "-"),
         ("change to hook started: p50 / p95 / max",
          f"{p50:.1f} / {p95:.1f} / {max(latencies):.1f} s", "-"),
+        (f"chain: Heat metadata requests per server in the {cwin} after its head: mean / max",
+         f"{statistics.mean(chain_polls):.1f} / {max(chain_polls)}", "-"),
+        ("chain: follow-up in the metadata to its hook started: p50 / p95 / max",
+         f"{percentile(chained, .5):.2f} / {percentile(chained, .95):.2f} / "
+         f"{max(chained):.2f} s", "-"),
     ]
     print(f"\nfleet bench: {len(names)} guestagent servers, {len(olds)} os-collect-config "
           f"servers, idle window {idle_end - idle_start:.0f} s, change window "
-          f"{args.window:.0f} s, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+          f"{args.window:.0f} s, chain window {args.chain_window:.0f} s (follow-ups 0.2-3 s "
+          f"after the head's signal, seed {args.seed}), {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]}")
     print(f"requests naming no server in the idle window: {anonymous / hours:.0f} per hour "
           "(Keystone version discovery)")
     if missing:

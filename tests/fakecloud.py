@@ -1,8 +1,9 @@
 """A wire-faithful fake OpenStack on loopback for tests: Keystone v3, Heat, heat-api-cfn, a Swift
 temp URL store, a plain metadata URL and Zaqar v2, speaking SPEC.md exactly.
 
-Every request is recorded (`cloud.requests`) and every delivered signal too (`cloud.signals`);
-tests wait on recorded state with `cloud.wait_for(predicate)`. Faults can be injected per path
+Every request is recorded (`cloud.requests`) and every delivered signal too (`cloud.signals`,
+and `on_signal` is called with it, as Heat acts on one); tests wait on recorded state with
+`cloud.wait_for(predicate)`. Faults can be injected per path
 prefix: an HTTP status, a hang longer than the client's timeout, a connection cut mid-body, a
 200 with truncated JSON or with an HTML page.
 """
@@ -99,6 +100,9 @@ class FakeCloud:
     # Judge If-None-Match and If-Modified-Since each on its own, as Swift does (not RFC 7232's
     # precedence), Last-Modified at one-second resolution.
     swift_conditionals: bool = False
+    # Called (transport, target, body) on the request's thread after a signal is recorded,
+    # before the reply: what Heat does next (a chain's next deployment). Keep it short.
+    on_signal: object = None
     requests: list = field(default_factory=list)
     signals: list = field(default_factory=list)
     logins: int = 0
@@ -184,6 +188,13 @@ class FakeCloud:
     def _changed(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+    def _signalled(self, transport: str, target: str, body) -> None:
+        with self._cond:
+            self.signals.append((transport, target, body))
+            self._cond.notify_all()
+        if self.on_signal is not None:
+            self.on_signal(transport, target, body)
 
     # ---- keystone --------------------------------------------------------------------------
 
@@ -561,10 +572,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reply(200, None)
 
     def _signal(self, transport: str, target: str, rec: Recorded):
-        with self.cloud._cond:
-            self.cloud.signals.append((transport, target, rec.json if rec.json is not None
-                                       else rec.body))
-            self.cloud._cond.notify_all()
+        self.cloud._signalled(transport, target, rec.json if rec.json is not None else rec.body)
 
     # heat-api-cfn ---------------------------------------------------------------------------
 
@@ -682,8 +690,8 @@ class _Handler(BaseHTTPRequestHandler):
                                        "description": "Missing \"messages\" or \"body\""}
                                  ) from None
                 live.extend(new)
-                for m in new:
-                    self.cloud.signals.append(("ZAQAR_SIGNAL", queue, m.body))
+                for m in new:  # the condition's lock is reentrant: on_signal may set state
+                    cloud._signalled("ZAQAR_SIGNAL", queue, m.body)
                 raise _Reply(201, {"resources": [f"/v2/queues/{queue}/messages/{m.id}"
                                                  for m in new]})
             if what == "messages" and not rest and rec.method == "GET":

@@ -60,6 +60,28 @@ def test_cfn_signal_url_is_verified_and_recorded(fakecloud):
     assert len(fakecloud.signals) == 1
 
 
+def test_on_signal_sees_each_recorded_signal_before_the_reply(fakecloud):
+    """Heat's next step (a chain's next deployment) can hang off a signal: the hook runs once
+    per signal, after it is recorded, and what it sets is there when the signaller's reply is."""
+    seen = []
+
+    def next_deployment(transport, target, body):
+        seen.append((transport, target, body, len(fakecloud.signals)))
+        fakecloud.set_server_metadata("st", "uuid-1", "server", {"after": target})
+
+    fakecloud.on_signal = next_deployment
+    assert requests.post(fakecloud.cfn_signal_url("dep1"), json={"deploy_status_code": 0},
+                         timeout=5).status_code == 200
+    assert seen == [("CFN_SIGNAL", "dep1", {"deploy_status_code": 0}, 1)]
+    assert fakecloud._server_metadata[("st", "uuid-1", "server")] == {"after": "dep1"}
+    assert requests.put(fakecloud.temp_url("dep2"), data=b"{}", timeout=5).status_code == 201
+    assert [s[:2] for s in seen] == [("CFN_SIGNAL", "dep1"), ("TEMP_URL_SIGNAL", "dep2")]
+    # A refused signal is no signal: the hook is not called.
+    assert requests.post(fakecloud.cfn_signal_url("dep3").replace("dep3", "dep4"), json={},
+                         timeout=5).status_code == 403
+    assert len(seen) == 2
+
+
 def test_temp_url_signature_method_and_expiry(fakecloud):
     put = fakecloud.temp_url("sig1", method="PUT")
     assert requests.put(put, data=b'{"a": 1}', timeout=5).status_code == 201

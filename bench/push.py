@@ -6,9 +6,11 @@ nothing (there is no websocket in the fake cloud). One stack, one agent daemon
 at a time as its guest; each change is a post of the server's metadata plus a
 deployment whose script stamps its start, made at a random moment:
 
-- push: the daemon with the zaqar source's websocket push,
-  its state directory on tmpfs and on disk (the journal's fsyncs before a hook
-  are the difference);
+- push: the daemon with the zaqar source's websocket push, its state directory on
+  tmpfs, on disk, and on disk while another process keeps the disk busy (writing a
+  file without pause, buffered, as a package install or an image pull does: each fsync
+  the agent makes before a hook then waits behind the kernel's writeback), and that
+  with every core kept busy by a spinning process too (a loaded machine);
 - poll: today's daemon (no push), polling_interval 5 s, no fast-poll window.
 
 usage: python3 bench/push.py [--samples N]   (from the project root, in .venv)
@@ -17,6 +19,8 @@ usage: python3 bench/push.py [--samples N]   (from the project root, in .venv)
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
 import shutil
 import statistics
@@ -37,6 +41,7 @@ from tests.support.agent import _env, agent_argv
 from tests.support.wait import wait_until
 
 POLL_INTERVAL = 5.0
+CORES = os.cpu_count() or 1
 
 
 def heat_client(lab: labctl.Lab) -> HeatClient:
@@ -84,6 +89,40 @@ def measure(heat: HeatClient, stacks: StackFactory, where: Path, push: bool, sam
         stacks.delete(stack)
 
 
+# Writes 1 GiB, buffered, over and over: the kernel's writeback never rests.
+WRITER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
+block = os.urandom(1 << 20)
+while True:
+    for i in range(1024):
+        os.pwrite(fd, block, i << 20)
+"""
+
+
+@contextlib.contextmanager
+def busy(where: Path, spinners: int = 0):
+    """Another process writing on the file system of `where` meanwhile, and `spinners`
+    processes each keeping a core busy."""
+    path = Path(tempfile.mkdtemp(prefix="guestagent-bench-busy-", dir=where)) / "block"
+    others = [subprocess.Popen([sys.executable, "-c", WRITER, str(path)])]
+    others += [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(spinners)]
+    try:
+        yield
+    finally:
+        for other in others:
+            other.kill()
+            other.wait()
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def busy_measure(heat: HeatClient, stacks: StackFactory, samples: int,
+                 spinners: int = 0) -> list[float]:
+    with busy(Path("/var/tmp"), spinners):
+        return measure(heat, stacks, Path("/var/tmp"), True, samples, 0.5)
+
+
 def line(label: str, found: list[float]) -> str:
     return (f"| {label} | {statistics.median(found) * 1000:.0f} ms | "
             f"{min(found) * 1000:.0f}-{max(found) * 1000:.0f} ms | {len(found)} |")
@@ -108,6 +147,10 @@ def main() -> int:
                                                  args.samples, 0.5)),
             line("push, state on disk", measure(heat, stacks, Path("/var/tmp"), True,
                                                 args.samples, 0.5)),
+            line("push, state on disk, the disk busy", busy_measure(heat, stacks,
+                                                                    args.samples)),
+            line(f"push, state on disk, the disk and {CORES} cores busy",
+                 busy_measure(heat, stacks, args.samples, spinners=CORES)),
             line(f"poll every {POLL_INTERVAL:.0f} s (no push), state on disk",
                  measure(heat, stacks, Path("/var/tmp"), False, max(4, args.samples // 3),
                          POLL_INTERVAL)),

@@ -54,6 +54,7 @@ class Agent:
         self.runner = DeploymentRunner(self.statedir, self.journal, self.outbox, clock=clock,
                                        stop_event=self.stop_event)
         self._applied_digest: str | None = None  # of the merged view last run to the end
+        self._refreshed_digest: str | None = None  # of the view the refresh phases ran for
         self._metadata_config_error: str | None = None
         self._settings_key: tuple | None = None
         self._health: dict[str, str] | None = None
@@ -111,13 +112,16 @@ class Agent:
             self.poller.start_burst(self.poller.last_change)
             result.changed = True
             identity.note_server_ids(self.statedir, poll.merged)
-            self._refresh(digest)
+            if digest != self._refreshed_digest:  # not again when a pass cut short retries
+                self._refresh(digest)
+                self._refreshed_digest = digest
             self.runner.run_all(poll.merged, self.settings, result, self.poller.documents)
             # Only now: a pass cut short (full disk) plans again next time.
             self._applied_digest = digest
         if not self.stop_event.is_set():
             self.poller.release()
         self.outbox.flush(result, ignore_schedule=signals_now)
+        self.statedir.lazy.sync()  # caches written on the way to the hooks (if none started)
         if result.signalled:
             # Heat may answer a signal with the next deployment of a chain: look again soon.
             self.poller.start_burst(self.clock())
@@ -134,7 +138,8 @@ class Agent:
         from guestagent import refresh
 
         refresh.refresh_on_change(self.statedir.root, self.settings.os_config_dir,
-                                  self.poller.documents, digest, self.settings.hook_timeout)
+                                  self.poller.documents, digest, self.settings.hook_timeout,
+                                  self.statedir.lazy)
 
     def pending_signals(self) -> list:
         """Journal entries whose result still has to reach Heat."""
@@ -178,6 +183,10 @@ class Agent:
             self.wake.wait(max(wait_at_least, self.next_wait()))
             self.wake.clear()
         self.poller.close()
+        try:
+            self.statedir.lazy.sync()
+        except StateError as exc:
+            log.error("cannot sync the caches on the way out: %s", exc)
 
     def _loop_error(self, error: str | None) -> None:
         # A pass that keeps failing shows in `status` and `doctor` (health.json).

@@ -2,7 +2,9 @@
 
 One entry per deployment, kept in `deployments/<key>/journal.json`. Each move is written to
 disk (through state.write_json) before anything that depends on it happens, so a crash at
-any point resumes correctly.
+any point resumes correctly. `receive` alone is not synced: `start` follows it at once and
+syncs the entry, and a crash between them loses only a deployment that never started (the
+next pass receives it again), so an entry a crash left empty reads as no entry.
 
     move        from                      to          what it records
     receive     (none)                    received    first seen in the metadata
@@ -135,7 +137,8 @@ class Journal:
                 try:
                     data = read_json(child / "journal.json")
                 except StateError as exc:
-                    self.corrupt[child.name] = str(exc)
+                    if not _never_reached_disk(child / "journal.json"):
+                        self.corrupt[child.name] = str(exc)
                     continue
                 if data is None:
                     continue  # a directory from a crash mid-create: nothing was promised
@@ -179,17 +182,17 @@ class Journal:
             new = JournalEntry(**changes, state=target)
         else:
             new = dataclasses.replace(entry, state=target, **changes)
-        self._write(new, crash_point=move != "spawned")
+        self._write(new, crash_point=move != "spawned", durable=move != "receive")
         if self.on_change is not None and current != target:
             self.on_change(new)
         return new
 
-    def _write(self, entry: JournalEntry, crash_point: bool) -> None:
+    def _write(self, entry: JournalEntry, crash_point: bool, durable: bool = True) -> None:
         from guestagent.state import ensure_dir
 
         try:
             ddir = ensure_dir(self.statedir.deployment_dir(entry.key))
-            write_json(ddir / "journal.json", to_disk(entry))
+            write_json(ddir / "journal.json", to_disk(entry), fsync=durable)
         except StateError:
             self._entries = None  # memory must not run ahead of the disk
             raise
@@ -250,3 +253,13 @@ class Journal:
                              group=dep.group, action=dep.action, received_at=now, **fields)
         return self.move(entry, "report", **fields)
 
+
+
+def _never_reached_disk(path) -> bool:
+    """True for an entry a crash left empty (or NUL-filled): only the unsynced `received`
+    record can end so, and it promised nothing; any other damage is corruption."""
+    try:
+        with open(path, "rb") as fh:
+            return not fh.read(1 << 16).strip(b"\0 \t\r\n")
+    except OSError:
+        return False

@@ -145,9 +145,8 @@ class KeystoneClient:
         """Log in (under the lock), or re-raise the last failure while its backoff lasts."""
         now = self.clock()
         if self._last_error is not None and now < self._next_login:
-            raise KeystoneError(f"{self._last_error.reason}; next login attempt in "
-                                f"{self._next_login - now:.0f}s",
-                                transient=self._last_error.transient)
+            # The same words as the failure itself: a source's error is logged when it changes.
+            raise KeystoneError(self._last_error.reason, transient=self._last_error.transient)
         try:
             token = self._post_login(deadline or self._deadline())
         except KeystoneError as exc:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from guestagent import process
-from guestagent.state import ensure_dir, safe_component, write_atomic, write_json
+from guestagent.state import LazySync, ensure_dir, json_bytes, safe_component, write_atomic
 
 log = logging.getLogger("guestagent")
 
@@ -114,20 +114,23 @@ def environment_files(base_dir: Path) -> list[Path]:
                   key=_order)
 
 
-def write_config_files(directory: Path, documents: Mapping[str, dict]) -> list[Path]:
+def write_config_files(directory: Path, documents: Mapping[str, dict],
+                       lazy: LazySync | None = None) -> list[Path]:
     """Write each source's document as `<directory>/<source>.json` (0600) and the index file.
 
     `documents` is ordered most general first; the returned paths are what
     OS_CONFIG_FILES lists, and `os_config_files.json` lists them for readers
-    outside a refresh run (`guestagent apply-config --key ...` from a shell).
+    outside a refresh run (`guestagent apply-config --key ...` from a shell). Through `lazy`
+    they are synced later (rebuilt from the sources if a crash loses them).
     """
     ensure_dir(directory)
+    write = lazy.write if lazy is not None else write_atomic
     paths = []
     for name, document in documents.items():
         path = directory / f"{safe_component(name)}.json"
-        write_json(path, document)
+        write(path, json_bytes(document))
         paths.append(path)
-    write_atomic(directory / INDEX_NAME, json.dumps([str(p) for p in paths]).encode())
+    write(directory / INDEX_NAME, json.dumps([str(p) for p in paths]).encode())
     return paths
 
 
@@ -186,12 +189,14 @@ def run_refresh(config_files: Sequence[Path], base_dir: Path | None = None, *,
 
 
 def refresh_on_change(state_root: Path, os_config_dir: Path, documents: Mapping[str, dict],
-                      digest: str, timeout: float) -> None:
+                      digest: str, timeout: float, lazy: LazySync) -> None:
     """os-refresh-config's job on a metadata change: write the per-source files that
     OS_CONFIG_FILES names, then run the refresh phases (templates render at configure.d/20).
 
     The digest of what was last refreshed is kept on disk (`refreshed.sha256`): a restart
-    with the same metadata (every `--once`) does not run the phases again.
+    with the same metadata (every `--once`) does not run the phases again. The files are
+    written through `lazy`, and the digest once they are synced: a crash in between runs
+    the phases again after the restart, as os-collect-config did.
     """
     marker = Path(state_root) / "refreshed.sha256"
     try:
@@ -199,7 +204,7 @@ def refresh_on_change(state_root: Path, os_config_dir: Path, documents: Mapping[
             return
     except FileNotFoundError:
         pass
-    files = write_config_files(os_config_dir, documents)
+    files = write_config_files(os_config_dir, documents, lazy)
     outcome = run_refresh(files, timeout=timeout, log_dir=Path(state_root) / "refresh")
     for skipped in outcome.skipped:
         log.info("refresh: %s", skipped)
@@ -210,4 +215,4 @@ def refresh_on_change(state_root: Path, os_config_dir: Path, documents: Mapping[
         return
     if outcome.steps:
         log.info("refresh: %d phase scripts ran", len(outcome.steps))
-    write_atomic(marker, digest.encode())
+    lazy.then(marker, digest.encode())

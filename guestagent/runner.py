@@ -223,6 +223,7 @@ class DeploymentRunner:
             try:
                 holder[0] = self.journal.spawned(holder[0], mark.pgid, mark.started,
                                                  mark.boot_id)
+                self.statedir.lazy.sync()  # the hook has started: now the caches may wait on disk
             except StateError as exc:  # the hook runs on; only the crash bookkeeping is lost
                 log.warning("deployment %s: cannot record the hook's process group: %s",
                             dep.label, exc)

@@ -11,6 +11,11 @@ Layout under the state directory (0700, files 0600):
     lock                           held by the running agent
     health.json                    first pass done, sources unreachable (guestagent.health)
     refreshed.sha256               digest of the metadata the refresh phases last ran for
+
+Records a deployment depends on are synced as they are written. Caches and the views
+rebuilt from them (source documents, os-collect-config files) are written atomically but
+synced later, together (LazySync), so a pushed change reaches its hook without waiting on
+the disk for them.
 """
 
 from __future__ import annotations
@@ -149,11 +154,66 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE, *, fsync: bool 
                 pass
 
 
-def write_json(path: Path, obj: Any, mode: int = FILE_MODE, *, fsync_dir: bool = True,
-               sort_keys: bool = True) -> None:
+def write_json(path: Path, obj: Any, mode: int = FILE_MODE, *, fsync: bool = True,
+               fsync_dir: bool = True, sort_keys: bool = True) -> None:
     """Write `obj` as JSON through write_atomic (keys sorted unless `sort_keys` is False)."""
-    write_atomic(path, json.dumps(obj, indent=1, sort_keys=sort_keys).encode(), mode,
-                 fsync_dir=fsync_dir)
+    write_atomic(path, json_bytes(obj, sort_keys), mode, fsync=fsync, fsync_dir=fsync_dir)
+
+
+def json_bytes(obj: Any, sort_keys: bool = True) -> bytes:
+    """`obj` as the JSON every state file holds."""
+    return json.dumps(obj, indent=1, sort_keys=sort_keys).encode()
+
+
+class LazySync:
+    """Files written atomically now and made durable later, together.
+
+    For what can be rebuilt if a crash loses it (a source's cached document, the
+    os-collect-config files): `write` does not wait on the disk; `sync` (once the hook has
+    started, and at the end of every pass) flushes them, then writes what vouches for them
+    (`then`), so a crash may lose them but never keeps a voucher without them.
+    """
+
+    def __init__(self) -> None:
+        self._written: dict[Path, None] = {}
+        self._then: dict[Path, bytes] = {}
+
+    def write(self, path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+        write_atomic(path, data, mode, fsync=False)
+        self._written[Path(path)] = None
+
+    def then(self, path: Path, data: bytes) -> None:
+        """Write `path` (synced) at the next `sync`, after everything written before it."""
+        self._then[Path(path)] = data
+
+    def sync(self) -> None:
+        """Flush what `write` wrote, then write what `then` queued; StateError on failure
+        (the queue is kept for the next attempt)."""
+        directories = dict.fromkeys(path.parent for path in self._written)
+        for path in self._written:
+            _fsync(path, os.O_RDONLY | os.O_NOFOLLOW)
+        for directory in directories:
+            _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
+        self._written = {}
+        while self._then:
+            path, data = next(iter(self._then.items()))
+            write_atomic(path, data)
+            del self._then[path]
+
+
+def _fsync(path: Path, flags: int) -> None:
+    try:
+        fd = os.open(path, flags | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # replaced or removed since: nothing of it to keep
+    except OSError as exc:
+        raise StateError(f"cannot sync {path}: {exc.strerror}") from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise StateError(f"cannot sync {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> Any:
@@ -211,6 +271,7 @@ class StateDir:
     root: Path
     _lock_fd: int = field(default=-1, repr=False)
     _sources: dict[str, SourceCache | None] = field(default_factory=dict, repr=False)
+    lazy: LazySync = field(default_factory=LazySync, repr=False)
 
     def __post_init__(self) -> None:
         # Absolute: hooks run with their own working directory.
@@ -256,14 +317,18 @@ class StateDir:
         return self._sources[name]
 
     def _read_source(self, name: str) -> SourceCache | None:
-        data = read_json(self.root / "sources" / f"{safe_component(name)}.json")
+        try:
+            data = read_json(self.root / "sources" / f"{safe_component(name)}.json")
+        except StateError:
+            return None  # a cache a crash cut short (it is synced lazily): fetched anew
         if not isinstance(data, dict) or not isinstance(data.get("document"), dict):
             return None
         return SourceCache(**{k: data.get(k) for k in ("document", "etag", "last_modified")})
 
     def save_source(self, name: str, cache: SourceCache) -> None:
-        write_json(self.root / "sources" / f"{safe_component(name)}.json",
-                   dataclasses.asdict(cache))
+        # A cache: synced later (LazySync), not on the way from a change to its hook.
+        self.lazy.write(self.root / "sources" / f"{safe_component(name)}.json",
+                        json_bytes(dataclasses.asdict(cache)))
         self._sources[name] = cache
 
     def save_health(self, sources_failing: dict[str, str], loop_error: str | None = None) -> None:

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Debian packages, one group per part of the project.
 APT_PACKAGES=(
   # spine: venv support, process tools used by tests
-  python3-venv procps iproute2 util-linux
+  python3-venv procps iproute2 util-linux strace
   # sources (config drive, ec2):
   genisoimage mtools dosfstools
   # hooks (puppet, docker):

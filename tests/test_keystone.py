@@ -17,6 +17,7 @@ from guestagent.collectors import build
 from guestagent.errors import (
     KeystoneError,
     SignalFailed,
+    SourceGone,
     SourceUnavailable,
     TransportError,
 )
@@ -118,13 +119,23 @@ def test_a_heat_reply_through_keystone_is_bounded_in_size(fakecloud):
 
 
 def test_a_refused_login_backs_off(fakecloud):
+    """Refused credentials are SourceGone (Heat deletes a stack's user with the stack), with
+    the same words every time while the login backs off, so the poller logs them once."""
     heat = _heat(fakecloud, password="wrong")
-    with pytest.raises(SourceUnavailable, match="HTTP 401"):
+    with pytest.raises(SourceGone, match="HTTP 401") as first:
         heat.collect(None)
     for _ in range(5):
-        with pytest.raises(SourceUnavailable, match="next login attempt in"):
+        with pytest.raises(SourceGone) as again:
             heat.collect(None)
+        assert str(again.value) == str(first.value)
     assert sum(r.path.endswith("/auth/tokens") for r in fakecloud.requests) == 1
+
+
+def test_a_keystone_outage_is_not_a_gone_source(fakecloud):
+    fakecloud.fail("/identity", status=503)
+    with pytest.raises(SourceUnavailable, match="HTTP 503") as err:
+        _heat(fakecloud).collect(None)
+    assert not isinstance(err.value, SourceGone)
 
 
 def test_the_login_backoff_doubles_and_resets_on_success(fakecloud):
@@ -139,7 +150,7 @@ def test_the_login_backoff_doubles_and_resets_on_success(fakecloud):
             client.endpoint("orchestration")
         assert not err.value.transient and logins() == failures
         now[0] += delay - 0.5
-        with pytest.raises(KeystoneError, match="next login attempt in"):
+        with pytest.raises(KeystoneError, match="credentials refused"):
             client.endpoint("orchestration")
         assert logins() == failures
         now[0] += 0.5

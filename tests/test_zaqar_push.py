@@ -124,6 +124,16 @@ def test_no_websocket_endpoint_means_polling_only(fakecloud):
     assert not sub._thread.is_alive() and not sub.live and events.seen == []
 
 
+def test_refused_credentials_end_the_subscription(fakecloud, wsserver):
+    """The stack's user deleted with the stack: no reconnect loop, one login, polling only."""
+    sub, events = subscription(fakecloud, wsserver.url)
+    fakecloud.add_user("agent", "another-pw")
+    sub.start()
+    sub._thread.join(10)
+    assert not sub._thread.is_alive() and not sub.live and events.seen == []
+    assert sum(r.path.endswith("/auth/tokens") for r in fakecloud.requests) == 1
+
+
 def test_collector_contract(fakecloud, wsserver):
     fakecloud.add_user("agent", "zaqar-pw")
     options = {"auth_url": fakecloud.auth_url, "user_id": "agent", "password": "zaqar-pw",

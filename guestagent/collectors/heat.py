@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from guestagent import keystone
 from guestagent.collectors.base import Collected, Collector
-from guestagent.collectors.openstack import credentials
+from guestagent.collectors.openstack import credentials, login_failure
 from guestagent.collectors.replies import MAX_BODY, describe, json_reply
 from guestagent.errors import (
     KeystoneError,
@@ -37,7 +37,7 @@ class Heat(Collector):
             resp = ks.request("GET", url, headers={"Accept": "application/json"},
                               max_body=MAX_BODY)
         except KeystoneError as exc:
-            raise SourceUnavailable(self.name, exc.reason) from exc
+            raise login_failure(self.name, exc) from exc
         except TransportError as exc:
             raise SourceUnavailable(self.name, f"Heat API unreachable: {exc}") from exc
         if resp.status_code == 404:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from guestagent.errors import SourceNotConfigured
+from guestagent.errors import KeystoneError, SourceGone, SourceNotConfigured, SourceUnavailable
 from guestagent.keystone import Credentials
 
 _REQUIRED = ("auth_url", "user_id", "password", "project_id")
@@ -40,3 +40,12 @@ def timeout_option(options: Mapping[str, Any]) -> float | None:
 def truthy(value: Any) -> bool:
     """An option's yes/no value as a bool (true, yes, on, 1)."""
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def login_failure(source: str, exc: KeystoneError) -> SourceUnavailable:
+    """The source's error for a failed Keystone step. Refused credentials are SourceGone:
+    Heat deletes a stack's user with the stack, so a server that outlived its stack asks
+    again only hourly (a reload or restart asks at once, after an operator's fix)."""
+    if exc.transient:
+        return SourceUnavailable(source, exc.reason)
+    return SourceGone(source, f"{exc.reason}: the stack and its user may have been deleted")

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from guestagent import keystone
 from guestagent.collectors.base import NOT_MODIFIED, Collected, Collector
-from guestagent.collectors.openstack import credentials, truthy
+from guestagent.collectors.openstack import credentials, login_failure, truthy
 from guestagent.collectors.replies import MAX_BODY, describe, json_reply
 from guestagent.errors import KeystoneError, SourceUnavailable, TransportError
 from guestagent.logs import escape
@@ -147,7 +147,7 @@ class Zaqar(Collector):
             url = f"{ks.endpoint('messaging')}/v2/queues/{quote(self.queue_id, safe='')}/{path}"
             return ks.request(method, url, headers=headers, max_body=MAX_BODY, **kwargs)
         except KeystoneError as exc:
-            raise SourceUnavailable(self.name, exc.reason) from exc
+            raise login_failure(self.name, exc) from exc
         except TransportError as exc:
             raise SourceUnavailable(self.name, f"Zaqar unreachable: {exc}") from exc
 

@@ -120,6 +120,10 @@ class Subscription:
             except PushFailed as exc:
                 reason, retry_now = exc.reason, exc.retry_now
             except KeystoneError as exc:
+                if not exc.transient:  # the stack's user is gone with the stack: so are pushes
+                    log.warning("zaqar push: queue %s: %s; polling only", self.queue_id,
+                                exc.reason)
+                    return
                 reason = exc.reason
             except TransportError as exc:
                 reason = str(exc)

@@ -74,6 +74,14 @@ class Lab:
                     count += 1
         return count
 
+    def keystone_refusals(self, project_id: str) -> int:
+        """How many logins Keystone refused because the project ``project_id`` is gone (Heat
+        deletes a stack's project and user with the stack)."""
+        needle = f"Could not find project: {project_id}."
+        with open(self.logs / "keystone.log", errors="replace") as log:
+            return sum(1 for line in log if " WARNING keystone.auth.core " in line
+                       and needle in line)
+
     def heat_requests(self, user_id: str) -> int:
         """How many API requests Heat has served to ``user_id`` (heat.log names the user)."""
         with open(self.logs / "heat.log", errors="replace") as log:

@@ -16,6 +16,7 @@ from tests.e2e.labctl import Lab
 from tests.support.wait import wait_until
 
 IDLE_SECONDS = float(os.environ.get("GUESTAGENT_E2E_IDLE", "60"))
+GONE_WINDOW = 20.0
 
 
 def test_agent_daemon_follows_updates_and_logs_in_once(lab: Lab, heat: HeatClient,
@@ -73,11 +74,27 @@ def test_agent_daemon_follows_updates_and_logs_in_once(lab: Lab, heat: HeatClien
         wait_until(lambda: "heat" in _warnings(guest), timeout=30,
                    what="the daemon's warning that the heat source is gone")
         assert daemon.poll() is None
+
+        # the server outlives its stack and restarts: its user went with the stack, so the
+        # login is refused; the source is gone: said once, Keystone not asked again soon
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+        first_life = (guest.root / "daemon.log").read_text()  # the restart starts a new log
+        project = occ["heat"]["project_id"]
+        refused = lab.keystone_refusals(project)
+        daemon = guest.start_daemon("--polling-interval", "2")
+        wait_until(lambda: "source heat" in _warnings(guest), timeout=30,
+                   what="the restarted daemon's warning about the heat source")
+        time.sleep(GONE_WINDOW)  # the measured window: polls would come every 2 to 8 s
+        assert "credentials refused" in _warnings(guest)
+        assert _warnings(guest).count("source heat") == 1, _warnings(guest)
+        assert lab.keystone_refusals(project) == refused + 1
+        assert daemon.poll() is None
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0
-    log = (guest.root / "daemon.log").read_text()
-    assert "guestagent stopped" in log
+    log = first_life + (guest.root / "daemon.log").read_text()
+    assert log.count("guestagent stopped") == 2
     assert all(secret not in log for secret in (occ["heat"]["password"],
                                                 by_hand.inputs(deployment)["deploy_password"]))
 

@@ -32,10 +32,9 @@ SAMPLES = int(os.environ.get("GUESTAGENT_E2E_PUSH_SAMPLES", "10"))
 # median seconds: the issue's goal is 100 ms; with 9 test suites sharing 2 cores the measured
 # median moves between 60 and 180 ms, so CI asserts with room and prints the figure
 TARGET = float(os.environ.get("GUESTAGENT_E2E_PUSH_TARGET", "0.25"))
-# The agent writes its journal durably (fsync) before a hook starts; on this shared machine's
-# disk those writes alone take 100-250 ms. The state directory is on tmpfs here so that the
-# figure is the push path's (Zaqar, the claim, the pass); bench/ reports both.
-STATE_ON = os.environ.get("GUESTAGENT_E2E_PUSH_STATE_ON", "/dev/shm")
+# On disk, as a guest keeps it: only the deployment's own records are synced before its hook
+# (3 syncs); bench/push.py reports tmpfs, disk and a busy disk side by side.
+STATE_ON = os.environ.get("GUESTAGENT_E2E_PUSH_STATE_ON", "/var/tmp")
 POLLING_INTERVAL = 10.0
 IDLE_SECONDS = 25.0
 
@@ -53,7 +52,7 @@ def daemon_log(guest: AgentGuest) -> str:
 
 @pytest.fixture
 def push_guest() -> Iterator[AgentGuest]:
-    """A guest whose state directory is on STATE_ON (tmpfs by default)."""
+    """A guest whose state directory is on STATE_ON (the disk by default)."""
     root = Path(tempfile.mkdtemp(prefix="guestagent-push-", dir=STATE_ON))
     yield AgentGuest(root / "guest")
     shutil.rmtree(root, ignore_errors=True)

@@ -33,6 +33,7 @@ READ_LIMIT = capture.HEAD + capture.TAIL + 4096
 
 _running: set[int] = set()
 _running_lock = threading.Lock()
+_stopping = False  # terminate_all was called: the agent is going away
 
 
 @dataclass
@@ -139,17 +140,22 @@ def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
         stream.start()
     with _running_lock:
         _running.add(proc.pid)
+        stopping = _stopping
     timed_out = False
     try:
-        if on_spawn is not None:
-            on_spawn(proc.pid)
-        if stdin is not None:
-            _feed(proc, stdin)
-        try:
-            _wait(proc, timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        if stopping:
+            # Started as the agent was told to stop, after terminate_all looked: stop it here.
             _kill_group(proc)
+        else:
+            if on_spawn is not None:
+                on_spawn(proc.pid)
+            if stdin is not None:
+                _feed(proc, stdin)
+            try:
+                _wait(proc, timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc)
     finally:
         with _running_lock:
             _running.discard(proc.pid)
@@ -203,8 +209,11 @@ def _wait(proc: subprocess.Popen, timeout: float) -> None:
 
 
 def terminate_all(grace: float = KILL_GRACE) -> None:
-    """Stop every running child group: SIGTERM, then SIGKILL after `grace` seconds."""
+    """Stop every running child group: SIGTERM, then SIGKILL after `grace` seconds. The
+    process is stopping from now on: a child that starts later is stopped at once (`run`)."""
+    global _stopping
     with _running_lock:
+        _stopping = True
         pids = list(_running)
     for pid in pids:
         _signal_group(pid, signal.SIGTERM)

@@ -129,6 +129,22 @@ def test_sigterm_during_hook_stops_it_and_it_runs_again(fakecloud, tmp_path):
     assert len(signals_for(fakecloud, "interrupted")) == 1
 
 
+def test_a_child_started_as_the_agent_stops_is_stopped_at_once(tmp_path, monkeypatch):
+    """The race SIGTERM can lose: terminate_all looks at the running children just before a
+    hook's group is registered. That child must not run on (and hold the daemon) until its
+    timeout: run() sees the process is stopping and stops it."""
+    import time
+
+    from guestagent import process
+
+    monkeypatch.setattr(process, "_stopping", False)  # restored: later tests run children
+    process.terminate_all(grace=1.0)  # nothing runs yet: only marks the process as stopping
+    started = time.monotonic()
+    result = process.run(["sleep", "30"], stdout_path=tmp_path / "out",
+                         stderr_path=tmp_path / "err", timeout=120)
+    assert result.status_code == 143 and time.monotonic() - started < 10
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

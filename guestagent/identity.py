@@ -121,8 +121,12 @@ def ensure(statedir: StateDir, settings: Settings, *, dmi_path: str = DMI_UUID,
 def note_server_ids(statedir: StateDir, merged: dict) -> None:
     """Add the `deploy_server_id`s of the metadata's deployments to `instance.json`."""
     seen = set()
-    for item in merged.get("deployments") or ():
-        for entry in (item.get("inputs") or ()) if isinstance(item, dict) else ():
+    # Hostile metadata must not stop the pass: only well-formed lists are looked into (the
+    # deployment parser reports the rest, naming the field).
+    listed = merged.get("deployments")
+    for item in listed if isinstance(listed, list) else ():
+        inputs = item.get("inputs") if isinstance(item, dict) else None
+        for entry in inputs if isinstance(inputs, list) else ():
             if isinstance(entry, dict) and entry.get("name") == "deploy_server_id" \
                     and isinstance(entry.get("value"), str):
                 seen.add(entry["value"])

@@ -72,6 +72,22 @@ def test_missing_fields_unknown_group_each_fail_alone(fakecloud, tmp_path):
     assert "deployments[6]" in proc.stderr  # the non-object is named by position
 
 
+@pytest.mark.parametrize("inputs", [1, "text", {"name": "deploy_server_id"}, True])
+def test_inputs_not_a_list_fail_that_deployment_only(fakecloud, tmp_path, inputs):
+    """Found by the fuzzer: `inputs: 1` used to stop the whole pass (the server-id bookkeeping
+    iterated it), so no deployment ran while it was in the metadata."""
+    runs = tmp_path / "runs"
+    ok = deployment(fakecloud, "fine", f"#!/bin/sh\necho ok >> {runs}\n")
+    odd = deployment(fakecloud, "odd-inputs", "#!/bin/sh\n")
+    odd["inputs"] = inputs  # its signal credentials went with them: it cannot be signalled
+    fakecloud.set_metadata({"deployments": [odd, ok]})
+    proc = once(fakecloud, tmp_path / "state")
+    assert proc.returncode == 1
+    assert runs.read_text() == "ok\n"
+    assert signals_for(fakecloud, "fine")[0]["deploy_status_code"] == 0
+    assert "odd-inputs" in proc.stderr and "field 'inputs'" in proc.stderr, proc.stderr
+
+
 def test_null_options_and_typed_inputs(fakecloud, tmp_path):
     script = """#!/bin/sh
 for v in n b f j l nul s; do eval "printf '%s=[%s]\\n' $v \\"\\$$v\\""; done

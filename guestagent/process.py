@@ -143,10 +143,9 @@ def run(argv: Sequence[str], *, stdout_path: Path, stderr_path: Path,
         stopping = _stopping
     timed_out = False
     try:
-        if stopping:
-            # Started as the agent was told to stop, after terminate_all looked: stop it here.
-            _kill_group(proc)
-        else:
+        # Started as the agent was told to stop, after terminate_all looked: not waited for,
+        # stopped below like an interrupted one.
+        if not stopping:
             if on_spawn is not None:
                 on_spawn(proc.pid)
             if stdin is not None:

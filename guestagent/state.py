@@ -117,7 +117,8 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE, *, fsync: bool 
     `path` is replaced, never written through (the temp file is created exclusively and
     renamed over it). `fsync_dir=False`
     when a write that follows in the same directory syncs it anyway; `fsync=False` (no
-    syncing at all) for scratch files that are rewritten whenever they are needed.
+    syncing at all) for scratch files rewritten whenever they are needed, and for LazySync,
+    which syncs its files later.
     """
     path = Path(path)
     fd = -1
@@ -136,14 +137,9 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE, *, fsync: bool 
         os.replace(tmp, path)
         tmp = ""
         if fsync and fsync_dir:
-            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        why = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
-        raise StateError(f"cannot write {path}: {why}") from exc
+        raise StateError(f"cannot write {path}: {_why(exc)}") from exc
     finally:
         if fd >= 0:
             os.close(fd)
@@ -195,10 +191,14 @@ class LazySync:
         for directory in directories:
             _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
         self._written = {}
-        while self._then:
-            path, data = next(iter(self._then.items()))
+        for path, data in list(self._then.items()):
             write_atomic(path, data)
-            del self._then[path]
+            del self._then[path]  # only once written: a failure keeps the rest queued
+
+
+def _why(exc: OSError) -> str:
+    # A full disk is said so: the agent's operator acts on that, not on an errno name.
+    return "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
 
 
 def _fsync(path: Path, flags: int) -> None:
@@ -207,11 +207,11 @@ def _fsync(path: Path, flags: int) -> None:
     except FileNotFoundError:
         return  # replaced or removed since: nothing of it to keep
     except OSError as exc:
-        raise StateError(f"cannot sync {path}: {exc.strerror}") from exc
+        raise StateError(f"cannot sync {path}: {_why(exc)}") from exc
     try:
         os.fsync(fd)
     except OSError as exc:
-        raise StateError(f"cannot sync {path}: {exc.strerror}") from exc
+        raise StateError(f"cannot sync {path}: {_why(exc)}") from exc
     finally:
         os.close(fd)
 
